@@ -1,0 +1,31 @@
+"""difmachine: differentiable machines as short declarative programs, compiled with JAX."""
+
+__version__ = "0.1.0"
+
+from . import addressing as addressing
+from . import tasks as tasks
+from .checkpoint import load as load_checkpoint
+from .checkpoint import save as save_checkpoint
+from .compiler import CompiledMachine as CompiledMachine
+from .compiler import Machine as Machine
+from .compiler import compile as compile
+from .controllers import GRU as GRU
+from .controllers import LSTM as LSTM
+from .controllers import MLP as MLP
+from .controllers import RNN as RNN
+from .devices import NTMMemory as NTMMemory
+from .errors import CheckpointError as CheckpointError
+from .errors import DifmachineError as DifmachineError
+from .errors import ProgramError as ProgramError
+from .halting import AbstractHalting as AbstractHalting
+from .halting import Fixed as Fixed
+from .program import Program as Program
+from .program import load_program as load_program
+from .protocol import AbstractController as AbstractController
+from .protocol import AbstractDevice as AbstractDevice
+from .protocol import Field as Field
+from .tasks import Copy as Copy
+from .training import evaluate as evaluate
+from .training import train as train
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,3 @@
+"""Devices: one module per family."""
+
+from .ntm import NTMMemory as NTMMemory

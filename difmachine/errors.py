@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints their message on one line and exits non-zero."""
+
+
+class DifmachineError(Exception):
+    """A user mistake or a bad file; the message names the problem and the fix."""
+
+
+class ProgramError(DifmachineError):
+    """A program file that cannot be loaded."""
+
+
+class CheckpointError(DifmachineError):
+    """A checkpoint that is missing, corrupt or from a different program."""

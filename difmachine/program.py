@@ -1,0 +1,122 @@
+"""``Program``: a machine, a task and how to train it; and loading one from a program file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+import optax
+
+from .compiler import Machine
+from .errors import ProgramError
+from .tasks.base import AbstractTask
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Everything ``difmachine run`` needs.
+
+    - ``machine``, ``task``: what to build and what to learn.
+    - ``optimizer``: an optax transformation (include clipping in it, e.g. ``optax.chain``).
+    - ``batch_size``, ``steps``, ``seed``: training budget and reproducibility.
+    - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
+    - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
+    - ``target``: stop early once the evaluated main metric is at or below this value.
+    - ``remat``: recompute each time step in the backward pass instead of storing it.
+    """
+
+    machine: Machine
+    task: AbstractTask
+    optimizer: optax.GradientTransformation = dataclasses.field(
+        default_factory=lambda: optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+    )
+    batch_size: int = 16
+    steps: int = 10_000
+    seed: int = 0
+    eval_every: int = 500
+    eval_samples: int = 256
+    checkpoint_every: int = 500
+    log_every: int = 10
+    target: float | None = None
+    remat: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.machine, Machine):
+            raise ProgramError(f"Program machine must be a Machine(...), got {type(self.machine).__name__}")
+        if not isinstance(self.task, AbstractTask):
+            raise ProgramError(f"Program task must be a task such as Copy(), got {type(self.task).__name__}")
+        if not isinstance(self.optimizer, optax.GradientTransformation):
+            raise ProgramError("Program optimizer must be an optax transformation, e.g. optax.adam(1e-3)")
+        for name in ("batch_size", "steps", "eval_every", "eval_samples", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ProgramError(f"Program {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ProgramError(f"Program seed must be a non-negative integer, got {self.seed!r}")
+
+    def replace(self, **changes) -> Program:
+        """A copy with some settings changed (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def fingerprint(self) -> str:
+        """Identifies the machine and task (not the budget): checkpoints must match it."""
+        spec = f"{self.machine!r}\n{self.task!r}"
+        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+    def settings(self) -> dict:
+        return {
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "seed": self.seed,
+            "eval_every": self.eval_every,
+            "eval_samples": self.eval_samples,
+            "target": self.target,
+            "remat": self.remat,
+            "machine": repr(self.machine),
+            "task": repr(self.task),
+        }
+
+
+def load_program(path: str | Path) -> Program:
+    """Import a program file and return its ``program``; every failure is a one-line ProgramError."""
+    path = Path(path)
+    if not path.exists():
+        raise ProgramError(f"{path}: no such program file (try one of programs/*.py)")
+    if path.is_dir():
+        raise ProgramError(f"{path} is a directory; give a program file such as programs/ntm_copy.py")
+    if path.suffix != ".py":
+        raise ProgramError(f"{path}: a program file must be a Python file ending in .py")
+    source = path.read_text()
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as e:
+        raise ProgramError(f"{path}, line {e.lineno}: syntax error: {e.msg}; fix the file") from None
+    module_name = f"difmachine_program_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)
+    except ProgramError as e:
+        raise ProgramError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - report any user error in one line
+        tb = traceback.extract_tb(e.__traceback__)
+        lines = [f.lineno for f in tb if f.filename == str(path)]
+        where = f", line {lines[-1]}" if lines else ""
+        raise ProgramError(f"{path}{where}: {type(e).__name__}: {e}") from None
+    program = getattr(module, "program", None)
+    if program is None:
+        raise ProgramError(f"{path} defines no `program`; add `program = Program(machine=..., task=...)`")
+    if not isinstance(program, Program):
+        raise ProgramError(
+            f"{path}: `program` must be a difmachine.Program, got {type(program).__name__}"
+        )
+    return program
+
+
+__all__ = ["Program", "load_program"]

@@ -1,0 +1,103 @@
+"""The device and controller protocols every component of a machine implements.
+
+A *spec* is an :class:`equinox.Module` with only static hyperparameters (no arrays). Parameters are
+created by ``init_params(key)`` and passed back explicitly to the pure ``init_state`` / ``step``
+functions, so a spec is hashable, printable and cheap to compare, and the compiled machine owns all
+arrays in one pytree.
+
+Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``scan``'s):
+
+- ``interface() -> {name: Field(shape, activation)}``: what the controller must emit each step.
+- ``read_size``: the width of what the device hands back to the controller.
+- ``init_params(key) -> params`` (``{}`` when the device has none).
+- ``init_state(params, context=None) -> state``.
+- ``step(params, state, iface) -> (read, new_state, trace)``; ``iface`` holds the *activated*
+  values by field name; ``trace`` is a small dict of arrays worth looking at.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {
+    "identity": lambda x: x,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": jax.nn.softplus,
+    "oneplus": lambda x: 1.0 + jax.nn.softplus(x),
+    "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+}
+
+
+class Field(NamedTuple):
+    """One named slot of a device's interface: its shape and the activation applied to it."""
+
+    shape: tuple[int, ...]
+    activation: str
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def activate(name: str, x: jax.Array) -> jax.Array:
+    return ACTIVATIONS[name](x)
+
+
+class AbstractDevice(eqx.Module):
+    """A differentiable device: memory, stack, queue, attention, operation selector..."""
+
+    @abc.abstractmethod
+    def interface(self) -> dict[str, Field]: ...
+
+    @property
+    @abc.abstractmethod
+    def read_size(self) -> int: ...
+
+    @abc.abstractmethod
+    def init_params(self, key: jax.Array) -> Any: ...
+
+    @abc.abstractmethod
+    def init_state(self, params: Any, context: Any = None) -> Any: ...
+
+    @abc.abstractmethod
+    def step(self, params: Any, state: Any, iface: dict[str, jax.Array]) -> tuple[Any, Any, dict]: ...
+
+
+class AbstractController(eqx.Module):
+    """A controller network.
+
+    The compiler owns the linear maps from the machine's inputs and the devices' reads into the
+    controller, so it can hoist the input projection out of the time loop. A controller therefore
+    sees ``z``, the summed pre-activation contribution of its inputs, of width ``input_width``,
+    and adds its own recurrence: ``step(params, state, z) -> (h, state)`` with ``h`` of width
+    ``output_size``.
+    """
+
+    @property
+    @abc.abstractmethod
+    def input_width(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def output_size(self) -> int: ...
+
+    @abc.abstractmethod
+    def init_params(self, key: jax.Array) -> Any: ...
+
+    @abc.abstractmethod
+    def init_state(self, params: Any) -> Any: ...
+
+    @abc.abstractmethod
+    def step(self, params: Any, state: Any, z: jax.Array) -> tuple[jax.Array, Any]: ...
+
+
+__all__ = ["ACTIVATIONS", "Field", "activate", "AbstractDevice", "AbstractController"]

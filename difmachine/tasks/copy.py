@@ -1,0 +1,74 @@
+"""The copy task of Graves et al. (2014)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from .base import AbstractTask, Batch, masked_bce
+
+
+class Copy(AbstractTask):
+    """Copy a sequence of random ``bits``-bit vectors after a delimiter.
+
+    Input channels: ``bits`` data bits plus one delimiter channel. A sequence of length ``L``
+    occupies steps ``0..L-1``, the delimiter step ``L``, then ``L`` blank steps during which the
+    machine must output the sequence (the scored steps). Batches are padded to
+    ``2 * max_length + 1`` steps so every batch has one shape; lengths are drawn uniformly from
+    ``[min_length, max_length]`` per sequence.
+
+    Loss: binary cross-entropy summed over bits, averaged over sequences. Metric: ``bit_errors``,
+    the number of wrong bits per sequence after thresholding the output at 0.5.
+    """
+
+    bits: int = eqx.field(static=True, default=8)
+    min_length: int = eqx.field(static=True, default=1)
+    max_length: int = eqx.field(static=True, default=20)
+
+    main_metric: ClassVar[str] = "bit_errors"
+
+    def __check_init__(self):
+        if not isinstance(self.bits, int) or self.bits < 1:
+            raise ValueError(f"Copy bits must be a positive integer, got {self.bits!r}")
+        if not (isinstance(self.min_length, int) and 1 <= self.min_length <= self.max_length):
+            raise ValueError(
+                f"Copy lengths need 1 <= min_length <= max_length, got {self.min_length}..{self.max_length}"
+            )
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 1
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, rng, batch_size, length=None):
+        if length is None:
+            lengths = rng.integers(self.min_length, self.max_length + 1, size=batch_size)
+            T = 2 * self.max_length + 1
+        else:
+            lengths = np.full(batch_size, length)
+            T = 2 * length + 1
+        inputs = np.zeros((batch_size, T, self.bits + 1), np.float32)
+        targets = np.zeros((batch_size, T, self.bits), np.float32)
+        mask = np.zeros((batch_size, T), np.float32)
+        loss_mask = np.zeros((batch_size, T), np.float32)
+        data = rng.integers(0, 2, size=(batch_size, T, self.bits)).astype(np.float32)
+        for b, L in enumerate(lengths):
+            inputs[b, :L, : self.bits] = data[b, :L]
+            inputs[b, L, self.bits] = 1.0
+            targets[b, L + 1 : 2 * L + 1] = data[b, :L]
+            mask[b, : 2 * L + 1] = 1.0
+            loss_mask[b, L + 1 : 2 * L + 1] = 1.0
+        return Batch(inputs, targets, mask, loss_mask)
+
+    def loss(self, outputs, targets, loss_mask):
+        return masked_bce(outputs, targets, loss_mask)
+
+    def metrics(self, outputs, targets, loss_mask):
+        wrong = (outputs > 0) != (targets > 0.5)
+        return {"bit_errors": jnp.sum(wrong * loss_mask[:, None])}

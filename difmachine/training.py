@@ -1,0 +1,248 @@
+"""Training: the jitted train step, evaluation, and the run loop with progress and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import checkpoint
+from .compiler import CompiledMachine, compile
+from .errors import DifmachineError
+from .program import Program, load_program
+from .tasks.base import AbstractTask, Batch
+
+CHECKPOINT = "checkpoint.eqx"
+METRICS = "metrics.jsonl"
+PROGRAM_COPY = "program.py"
+EVAL_STREAM = 1  # separates evaluation randomness from training randomness
+
+
+def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
+    """The data of training step ``step`` depends only on (seed, step): resuming replays exactly."""
+    return np.random.default_rng([seed, stream, step])
+
+
+def build(program: Program) -> CompiledMachine:
+    task = program.task
+    return compile(
+        program.machine,
+        task.input_size,
+        task.output_size,
+        key=jax.random.PRNGKey(program.seed),
+        remat=program.remat,
+    )
+
+
+def batch_outputs(model: CompiledMachine, batch: Batch):
+    return jax.vmap(lambda x, m: model(x, m))(batch.inputs, batch.mask)
+
+
+def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch):
+    ys, aux = batch_outputs(model, batch)
+    task_loss = jnp.mean(jax.vmap(task.loss)(ys, batch.targets, batch.loss_mask))
+    extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
+    total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
+    metrics = {k: jnp.mean(v) for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()}
+    return total, {"loss": task_loss, **extra, **metrics}
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_step(task: AbstractTask, optimizer):
+    """``step(model, opt_state, batch) -> (model, opt_state, metrics)``, jit-compiled.
+
+    A step whose loss or gradient is not finite is refused: the old parameters and optimizer
+    state are kept and ``metrics["refused"]`` is 1.
+    """
+
+    @eqx.filter_jit
+    def train_step(model, opt_state, batch):
+        grad_fn = eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)
+        (total, metrics), grads = grad_fn(model, task, batch)
+        params = eqx.filter(model, eqx.is_array)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+        ok = jnp.isfinite(total) & _all_finite(grads)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        new_model = eqx.combine(keep(eqx.filter(new_model, eqx.is_array), params), model)
+        new_opt_state = keep(new_opt_state, opt_state)
+        return new_model, new_opt_state, {**metrics, "refused": 1.0 - ok.astype(jnp.float32)}
+
+    return train_step
+
+
+def make_eval_step(task: AbstractTask):
+    @eqx.filter_jit
+    def eval_step(model, batch):
+        return loss_and_metrics(model, task, batch)[1]
+
+    return eval_step
+
+
+def evaluate(model, task, *, samples: int, seed: int, length: int | None = None,
+             batch_size: int = 64, eval_step=None) -> dict[str, float]:
+    """Mean metrics over ``samples`` fresh sequences (of fixed ``length`` if given)."""
+    eval_step = eval_step or make_eval_step(task)
+    totals: dict[str, float] = {}
+    done, i = 0, 0
+    while done < samples:
+        n = min(batch_size, samples - done)
+        batch = task.sample(batch_rng(seed, i, EVAL_STREAM), n, length)
+        metrics = jax.device_get(eval_step(model, batch))
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * n
+        done, i = done + n, i + 1
+    return {k: v / samples for k, v in totals.items()}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    metrics: dict
+    wall_time: float
+    interrupted: bool = False
+    solved: bool = False
+    refused: int = 0
+
+
+def _fmt(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "refused")
+
+
+def load_run(run_dir: str | Path) -> tuple[Program, CompiledMachine, dict]:
+    """The program and trained machine of a run directory (``difmachine eval/trace RUN``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DifmachineError(f"{run_dir}: no such run directory (runs are written by `difmachine run`)")
+    source = run_dir / PROGRAM_COPY
+    if not source.exists():
+        raise DifmachineError(f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>")
+    program = load_program(source)
+    model = build(program)
+    (model, _), header = checkpoint.load(
+        run_dir / CHECKPOINT, (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
+        program.fingerprint(),
+    )
+    return program, model, header
+
+
+def train(
+    program: Program,
+    run_dir: str | Path,
+    *,
+    program_file: str | Path | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+    name: str = "program",
+) -> RunResult:
+    """Train ``program``, writing checkpoints and a metrics log under ``run_dir``."""
+    console = console or Console()
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    task, optimizer = program.task, program.optimizer
+
+    model = build(program)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    start = 0
+    if resume:
+        (model, opt_state), header = checkpoint.load(ckpt_path, (model, opt_state), program.fingerprint())
+        start = int(header["step"])
+        console.print(f"resuming {ckpt_path} at step {start}")
+    elif ckpt_path.exists():
+        raise DifmachineError(
+            f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if program_file is not None and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve():
+        shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
+
+    def save(step: int) -> None:
+        header = {"program": name, "fingerprint": program.fingerprint(), "step": step,
+                  "settings": program.settings(), "time": time.time()}
+        checkpoint.save(ckpt_path, (model, opt_state), header)
+
+    train_step = make_train_step(task, optimizer)
+    eval_step = make_eval_step(task)
+    log = open(run_dir / METRICS, "a")
+    main = task.main_metric
+    step, refused, last, interrupted, solved = start, 0, {}, False, False
+    t0 = time.perf_counter()
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    old_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    try:
+        with progress:
+            bar = progress.add_task(name, total=program.steps, completed=start, stats="compiling...")
+            window_start, window_steps, pending = time.perf_counter(), 0, []
+            while step < program.steps:
+                batch = task.sample(batch_rng(program.seed, step), program.batch_size)
+                model, opt_state, metrics = train_step(model, opt_state, batch)
+                step += 1
+                window_steps += 1
+                pending.append(metrics)
+                if step % program.log_every == 0 or step == program.steps:
+                    fetched = jax.device_get(pending)
+                    pending = []
+                    refused += int(sum(m["refused"] for m in fetched))
+                    last = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+                    now = time.perf_counter()
+                    rate = window_steps * program.batch_size / (now - window_start)
+                    window_start, window_steps = now, 0
+                    stats = f"loss {last['loss']:.4f}  {main} {last[main]:.3f}  {rate:.0f} seq/s"
+                    if refused:
+                        stats += f"  [red]refused {refused}[/red]"
+                    progress.update(bar, completed=step, stats=stats)
+                    log.write(json.dumps({"step": step, "time": time.time(), "seq_per_s": rate, **last}) + "\n")
+                    log.flush()
+                if step % program.eval_every == 0 or step == program.steps:
+                    ev = evaluate(model, task, samples=program.eval_samples, seed=program.seed + step,
+                                  eval_step=eval_step)
+                    log.write(json.dumps({"step": step, "time": time.time(), "eval": ev}) + "\n")
+                    log.flush()
+                    progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
+                    last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
+                    if program.target is not None and ev[main] <= program.target:
+                        solved = True
+                        save(step)
+                        progress.console.print(f"[green]target {main} <= {program.target} reached at step {step}")
+                        break
+                if step % program.checkpoint_every == 0 or step == program.steps:
+                    save(step)
+                    window_start = time.perf_counter()  # don't count checkpoint I/O in seq/s
+    except KeyboardInterrupt:
+        interrupted = True
+        save(step)
+        console.print(f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume")
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
+        log.close()
+    return RunResult(run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused)
+
+
+__all__ = ["train", "evaluate", "build", "load_run", "make_train_step", "batch_rng", "RunResult"]
