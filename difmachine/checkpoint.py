@@ -36,6 +36,7 @@ def save(path: str | Path, tree: Any, header: dict) -> None:
             f.write(buffer.getvalue())
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

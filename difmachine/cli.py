@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,7 +27,22 @@ def _program_name(path: Path) -> str:
     return path.stem
 
 
+def _user_errors(command):
+    """Report a user mistake as one line on stderr with exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DifmachineError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
 @app.command()
+@_user_errors
 def run(
     program_file: Annotated[Path, typer.Argument(help="A program file, e.g. programs/ntm_copy.py")],
     steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the program).")] = None,
@@ -62,6 +77,7 @@ def run(
 
 
 @app.command()
+@_user_errors
 def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
     from .program import load_program
@@ -91,6 +107,7 @@ def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
 
 
 @app.command("eval")
+@_user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/ntm_copy")],
     length: Annotated[Optional[list[int]], typer.Option(help="Sequence length (repeatable).")] = None,
@@ -122,11 +139,7 @@ def eval_(
 
 
 def main() -> None:
-    try:
-        app()
-    except DifmachineError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":

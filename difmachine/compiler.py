@@ -191,7 +191,7 @@ class CompiledMachine(eqx.Module):
         if self.remat:
             body = jax.checkpoint(body)
         final, (hs, rs, traces, losses) = jax.lax.scan(body, self.init_carry(context), (zx, mask))
-        ys = jnp.concatenate([hs, rs], axis=-1) @ p["W_o"] + p["b_o"]
+        ys = jnp.concatenate([hs, rs], axis=-1) @ p["W_o"] + p["b_o"][None, :]
         aux = {
             "trace": traces,
             "losses": {k: jnp.sum(v) for k, v in losses.items()},

@@ -1,0 +1,248 @@
+"""Reusable hypothesis-backed checks, so a new device or controller is proven in one line::
+
+    def test_my_device():
+        difmachine.testing.check_device(MyDevice(...))
+
+Each check draws random seeds with hypothesis, drives the component with random (activated)
+inputs for a few steps and asserts: jit == eager, vmap == a Python loop, finite gradients with
+respect to parameters and inputs, state structure/shapes/dtypes stable across steps, and any
+``invariants(final_state, reads[T, ...], traces[T, ...])`` the caller supplies (e.g. "weightings sum to 1").
+Functions are jit-compiled once per check, outside the hypothesis loop, to keep it fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from .compiler import CompiledMachine, Machine, compile
+from .protocol import AbstractController, AbstractDevice, activate
+
+seeds = st.integers(min_value=0, max_value=2**31 - 1)
+
+
+def assert_trees_close(a, b, rtol=1e-4, atol=1e-5, what="trees"):
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    assert ta == tb, f"{what}: structures differ:\n{ta}\n{tb}"
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=what)
+
+
+def assert_finite(tree, what="values"):
+    for leaf in jax.tree.leaves(tree):
+        assert np.all(np.isfinite(np.asarray(leaf))), f"{what}: non-finite entries"
+
+
+def _signature(tree):
+    return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+
+def random_interface(device: AbstractDevice, key: jax.Array, steps: int) -> dict[str, jax.Array]:
+    """Pre-activation interface values for ``steps`` steps (standard normal, times 2)."""
+    fields = device.interface()
+    keys = jax.random.split(key, max(1, len(fields)))
+    return {
+        name: 2.0 * jax.random.normal(k, (steps, *field.shape), jnp.float32)
+        for k, (name, field) in zip(keys, fields.items())
+    }
+
+
+def _device_runner(device: AbstractDevice, context: Any):
+    fields = device.interface()
+
+    def run(params, raw):
+        state = device.init_state(params, context)
+
+        def body(state, raw_t):
+            iface = {n: activate(fields[n].activation, raw_t[n]) for n in fields}
+            read, state, trace = device.step(params, state, iface)
+            return state, (read, trace)
+
+        return jax.lax.scan(body, state, raw)
+
+    return run
+
+
+def check_device(
+    device: AbstractDevice,
+    *,
+    context: Any = None,
+    steps: int = 4,
+    batch: int = 3,
+    invariants: Callable[[Any, jax.Array, dict], None] | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
+    """Check the device protocol and the numerical hygiene of ``device`` (see module docstring)."""
+    assert isinstance(device, AbstractDevice), f"{device!r} is not a device"
+    run = _device_runner(device, context)
+    jit_run = jax.jit(run)
+    vmap_run = jax.jit(jax.vmap(run, in_axes=(None, 0)))
+
+    def objective(params, raw):
+        state, (reads, _) = run(params, raw)
+        state_sum = sum(jnp.sum(x) for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating))
+        return jnp.sum(reads**2) + state_sum
+
+    grad_fn = jax.jit(jax.grad(objective, argnums=(0, 1)))
+
+    @given(seed=seeds)
+    def prop(seed):
+        k_params, k_raw = jax.random.split(jax.random.PRNGKey(seed))
+        params = device.init_params(k_params)
+        raw = random_interface(device, k_raw, steps)
+        init = device.init_state(params, context)
+
+        final, (reads, traces) = jit_run(params, raw)
+        assert reads.shape == (steps, device.read_size), (
+            f"read shape {reads.shape[1:]} != read_size ({device.read_size},)"
+        )
+        assert reads.dtype == jnp.float32, f"reads are {reads.dtype}, expected float32"
+        assert _signature(final) == _signature(init), "state structure, shapes or dtypes changed"
+        assert_finite((final, reads, traces), "device outputs")
+
+        with jax.disable_jit():
+            eager = run(params, raw)
+        assert_trees_close(eager, (final, (reads, traces)), rtol, atol, "jit vs eager")
+
+        raws = random_interface(device, jax.random.fold_in(k_raw, 1), steps * batch)
+        raws = jax.tree.map(lambda x: x.reshape(batch, steps, *x.shape[1:]), raws)
+        batched = vmap_run(params, raws)
+        for b in range(batch):
+            one = jit_run(params, jax.tree.map(lambda x: x[b], raws))
+            assert_trees_close(jax.tree.map(lambda x: x[b], batched), one, rtol, atol, "vmap vs loop")
+
+        assert_finite(grad_fn(params, raw), "gradients")
+
+        if invariants is not None:
+            invariants(final, reads, traces)
+
+    prop()
+
+
+def check_controller(controller: AbstractController, *, steps: int = 4, batch: int = 3) -> None:
+    """Same checks for a controller driven by random ``z`` inputs."""
+    assert isinstance(controller, AbstractController), f"{controller!r} is not a controller"
+
+    def run(params, zs):
+        def body(state, z):
+            h, state = controller.step(params, state, z)
+            return state, h
+
+        return jax.lax.scan(body, controller.init_state(params), zs)
+
+    jit_run = jax.jit(run)
+    vmap_run = jax.jit(jax.vmap(run, in_axes=(None, 0)))
+    grad_fn = jax.jit(jax.grad(lambda p, z: jnp.sum(run(p, z)[1] ** 2), argnums=(0, 1)))
+
+    @given(seed=seeds)
+    def prop(seed):
+        k_params, k_z = jax.random.split(jax.random.PRNGKey(seed))
+        params = controller.init_params(k_params)
+        zs = jax.random.normal(k_z, (batch, steps, controller.input_width), jnp.float32)
+        final, hs = jit_run(params, zs[0])
+        assert hs.shape == (steps, controller.output_size)
+        assert hs.dtype == jnp.float32
+        assert _signature(final) == _signature(controller.init_state(params)), "state changed shape"
+        with jax.disable_jit():
+            assert_trees_close(run(params, zs[0]), (final, hs), what="jit vs eager")
+        batched = vmap_run(params, zs)
+        for b in range(batch):
+            assert_trees_close(jax.tree.map(lambda x: x[b], batched), jit_run(params, zs[b]),
+                               what="vmap vs loop")
+        assert_finite(grad_fn(params, zs[0]), "gradients")
+
+    prop()
+
+
+def check_machine(
+    machine: Machine, input_size: int = 3, output_size: int = 2, *, length: int = 5, batch: int = 3
+) -> CompiledMachine:
+    """Compile ``machine`` and check jit == eager, vmap == loop over a mixed-length batch,
+    padding leaving outputs and final state untouched, and finite gradients."""
+
+    def loss(model, xs, mask):
+        ys, aux = model(xs, mask)
+        return jnp.sum((ys * mask[:, None]) ** 2) + sum(aux["losses"].values(), 0.0)
+
+    call = jax.jit(lambda model, xs, mask: model(xs, mask))
+    batched = jax.jit(jax.vmap(lambda model, xs, mask: model(xs, mask), in_axes=(None, 0, 0)))
+    grad_fn = jax.jit(jax.grad(loss))
+    model = compile(machine, input_size, output_size, key=jax.random.PRNGKey(0))
+
+    @given(seed=seeds)
+    def prop(seed):
+        key = jax.random.PRNGKey(seed)
+        k_model, k_x, k_len = jax.random.split(key, 3)
+        m = compile(machine, input_size, output_size, key=k_model)
+        xs = jax.random.normal(k_x, (batch, length, input_size), jnp.float32)
+        lengths = jax.random.randint(k_len, (batch,), 1, length + 1)
+        mask = (jnp.arange(length)[None, :] < lengths[:, None]).astype(jnp.float32)
+        ys, aux = call(m, xs[0], mask[0])
+        assert ys.shape == (length, output_size)
+        assert_finite(ys, "outputs")
+        with jax.disable_jit():
+            assert_trees_close(m(xs[0], mask[0]), (ys, aux), what="jit vs eager")
+        all_ys, all_aux = batched(m, xs, mask)
+        for b in range(batch):
+            L = int(lengths[b])
+            ys_b, aux_b = call(m, xs[b, :L], mask[b, :L])
+            np.testing.assert_allclose(all_ys[b, :L], ys_b, rtol=1e-4, atol=1e-5,
+                                       err_msg="padded batch vs unpadded single run")
+            assert_trees_close(jax.tree.map(lambda x: x[b], all_aux["state"]), aux_b["state"],
+                               what="final state with padding vs without")
+        assert_finite(grad_fn(m, xs[0], mask[0]), "gradients")
+
+    prop()
+    return model
+
+
+__all__ = [
+    "check_device",
+    "check_controller",
+    "check_machine",
+    "assert_trees_close",
+    "assert_finite",
+    "random_interface",
+    "count_compiles",
+]
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations (via jax.monitoring) while active."""
+
+    _registered = False
+    _active: list[list[int]] = []
+
+    @classmethod
+    def _listener(cls, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            for counter in cls._active:
+                counter[0] += 1
+
+    def __enter__(self):
+        if not _CompileCounter._registered:
+            jax.monitoring.register_event_duration_secs_listener(_CompileCounter._listener)
+            _CompileCounter._registered = True
+        self.count = [0]
+        _CompileCounter._active.append(self.count)
+        return self
+
+    def __exit__(self, *exc):
+        _CompileCounter._active.remove(self.count)
+
+    @property
+    def compiles(self) -> int:
+        return self.count[0]
+
+
+def count_compiles() -> _CompileCounter:
+    """``with count_compiles() as c: ...; assert c.compiles == 0`` ("the second step compiles nothing")."""
+    return _CompileCounter()

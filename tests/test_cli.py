@@ -1,0 +1,113 @@
+import subprocess
+import sys
+
+import pytest
+from conftest_programs import OTHER, write_program
+from typer.testing import CliRunner
+
+from difmachine.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got {result.stderr!r}"
+    text = lines[0]
+    assert text.startswith("error:"), result.output
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+
+
+def test_happy_path_run_show_eval_resume(tmp_path):
+    program = write_program(tmp_path / "tiny.py", steps=6)
+    out = tmp_path / "run"
+    result = invoke("run", program, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "done: step 6" in result.output and str(out) in " ".join(result.output.split())
+    assert (out / "checkpoint.eqx").exists() and (out / "metrics.jsonl").exists()
+    assert (out / "program.py").read_text() == program.read_text()
+
+    result = invoke("show", program)
+    assert result.exit_code == 0, result.output
+    assert "write_shift" in result.output and "softmax" in result.output and "total" in result.output
+
+    result = invoke("eval", out, "--length", 2, "--length", 5, "--samples", 8)
+    assert result.exit_code == 0, result.output
+    assert "bit_errors" in result.output and "5" in result.output
+
+    result = invoke("run", program, "--out", out)
+    one_line_error(result, "already holds a run", "--resume")
+
+    result = invoke("run", program, "--out", out, "--resume", "--steps", 8)
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "done: step 8" in result.output
+
+
+def test_overrides_are_validated(tmp_path):
+    program = write_program(tmp_path / "tiny.py")
+    one_line_error(invoke("run", program, "--steps", 0, "--out", tmp_path / "r"), "steps must be a positive")
+    one_line_error(invoke("run", program, "--batch-size", -2, "--out", tmp_path / "r"), "batch_size")
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        (None, ["no such program file"]),
+        ("program = (\n", ["syntax error", "line"]),
+        ("import difmachine\nx = 1\n", ["defines no `program`"]),
+        ("program = 3\n", ["must be a difmachine.Program"]),
+        ("import difmachine as dm\nm = dm.NTMMemory(slots=0, width=4)\n", ["slots must be a positive integer", "line 2"]),
+        (
+            "import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, shifts=(-1, 1))\n",
+            ["shifts must contain 0"],
+        ),
+        ("import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, read_heads=-1)\n", ["read_heads"]),
+    ],
+    ids=["missing", "syntax", "no-program", "not-a-program", "zero-slots", "shifts", "negative-heads"],
+)
+def test_bad_program_files(tmp_path, text, needles):
+    path = tmp_path / "bad.py"
+    if text is not None:
+        path.write_text(text)
+    one_line_error(invoke("run", path, "--out", tmp_path / "r"), *needles)
+    one_line_error(invoke("show", path), *needles)
+
+
+def test_bad_run_directories_and_checkpoints(tmp_path):
+    one_line_error(invoke("eval", tmp_path / "nowhere"), "no such run directory")
+    one_line_error(invoke("eval", tmp_path), "not a run directory")
+
+    program = write_program(tmp_path / "tiny.py", steps=2)
+    out = tmp_path / "run"
+    assert invoke("run", program, "--out", out).exit_code == 0
+    ckpt = out / "checkpoint.eqx"
+    good = ckpt.read_bytes()
+
+    ckpt.write_bytes(good[: len(good) // 2])
+    one_line_error(invoke("eval", out), "corrupt or truncated")
+    one_line_error(invoke("run", program, "--out", out, "--resume"), "corrupt or truncated")
+
+    ckpt.write_bytes(b"\x00\x01binary junk")
+    one_line_error(invoke("eval", out), "not a difmachine checkpoint")
+
+    ckpt.write_bytes(good)
+    other = write_program(tmp_path / "other.py", steps=4, text=OTHER)
+    one_line_error(invoke("run", other, "--out", out, "--resume"), "different program")
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("x = 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "difmachine.cli", "run", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "defines no `program`" in proc.stderr

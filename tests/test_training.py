@@ -1,0 +1,161 @@
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest_programs import OTHER, write_program
+from rich.console import Console
+
+import difmachine as dm
+from difmachine import checkpoint, testing
+from difmachine.training import CHECKPOINT, batch_rng, build, make_train_step, train
+
+
+def quiet():
+    return Console(file=open(os.devnull, "w"))
+
+
+def params_of(run_dir, program):
+    model = build(program)
+    opt = program.optimizer.init(eqx.filter(model, eqx.is_array))
+    (model, opt), header = checkpoint.load(run_dir / CHECKPOINT, (model, opt), program.fingerprint())
+    return model, opt, header
+
+
+def test_short_training_lowers_the_loss(tmp_path):
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=150))
+    before = dm.evaluate(build(program), program.task, samples=128, seed=99)
+    result = train(program, tmp_path / "run", console=quiet())
+    after = dm.evaluate(params_of(tmp_path / "run", program)[0], program.task, samples=128, seed=99)
+    assert result.step == 150 and not result.interrupted
+    assert after["loss"] < 0.75 * before["loss"], (before, after)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") >= 150 // 2
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    full = dm.load_program(write_program(tmp_path / "full.py", steps=8))
+    train(full, tmp_path / "a", console=quiet())
+    train(full.replace(steps=3), tmp_path / "b", console=quiet())
+    train(full, tmp_path / "b", resume=True, console=quiet())
+    a, opt_a, ha = params_of(tmp_path / "a", full)
+    b, opt_b, hb = params_of(tmp_path / "b", full)
+    assert ha["step"] == hb["step"] == 8
+    testing.assert_trees_close((a, opt_a), (b, opt_b), rtol=0, atol=0)
+
+
+def test_ctrl_c_saves_the_last_completed_step_and_resume_matches(tmp_path, monkeypatch):
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=7))
+    train(program, tmp_path / "a", console=quiet())
+    task_type = type(program.task)
+    original = task_type.sample
+    calls = {"n": 0}
+
+    def interrupting(self, rng, batch_size, length=None):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 5 (index 4): steps 0..3 are done
+            raise KeyboardInterrupt
+        return original(self, rng, batch_size, length)
+
+    monkeypatch.setattr(task_type, "sample", interrupting)
+    result = train(program, tmp_path / "b", console=quiet())
+    monkeypatch.setattr(task_type, "sample", original)
+    assert result.interrupted and result.step == 4
+    assert checkpoint.read_header(tmp_path / "b" / CHECKPOINT)["step"] == 4
+    train(program, tmp_path / "b", resume=True, console=quiet())
+    a = params_of(tmp_path / "a", program)[:2]
+    b = params_of(tmp_path / "b", program)[:2]
+    testing.assert_trees_close(a, b, rtol=0, atol=0)
+
+
+def test_existing_run_needs_resume(tmp_path):
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=2))
+    train(program, tmp_path / "run", console=quiet())
+    with pytest.raises(dm.DifmachineError, match="--resume"):
+        train(program, tmp_path / "run", console=quiet())
+
+
+def test_a_non_finite_step_is_refused_and_keeps_the_parameters(tmp_path):
+    program = dm.load_program(write_program(tmp_path / "p.py"))
+    model = build(program)
+    opt = program.optimizer.init(eqx.filter(model, eqx.is_array))
+    step = make_train_step(program.task, program.optimizer)
+    batch = program.task.sample(batch_rng(0, 0), 4)
+    bad = batch._replace(inputs=np.full_like(batch.inputs, np.nan))
+    new_model, new_opt, metrics = step(model, opt, bad)
+    assert float(metrics["refused"]) == 1.0
+    testing.assert_trees_close((new_model, new_opt), (model, opt), rtol=0, atol=0)
+    new_model, _, metrics = step(model, opt, batch)
+    assert float(metrics["refused"]) == 0.0
+    assert not np.allclose(new_model.params["W_o"], model.params["W_o"])
+
+
+def test_the_second_train_step_compiles_nothing(tmp_path):
+    program = dm.load_program(write_program(tmp_path / "p.py"))
+    model = build(program)
+    opt = program.optimizer.init(eqx.filter(model, eqx.is_array))
+    step = make_train_step(program.task, program.optimizer)
+    model, opt, m = step(model, opt, program.task.sample(batch_rng(0, 0), 4))
+    with testing.count_compiles() as counter:
+        for i in range(1, 4):  # new data, new lengths, same padded shape
+            model, opt, m = step(model, opt, program.task.sample(batch_rng(0, i), 4))
+        jax.block_until_ready(m)
+    assert counter.compiles == 0
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def _tree():
+    return {"w": jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3), "b": jnp.ones(3, jnp.float32)}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    path = tmp_path / "c.eqx"
+    checkpoint.save(path, _tree(), {"step": 3, "fingerprint": "abc"})
+    like = jax.tree.map(jnp.zeros_like, _tree())
+    tree, header = checkpoint.load(path, like, "abc")
+    testing.assert_trees_close(tree, _tree(), rtol=0, atol=0)
+    assert header["step"] == 3
+
+
+def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "c.eqx"
+    checkpoint.save(path, _tree(), {"step": 1, "fingerprint": "abc"})
+    before = path.read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        checkpoint.save(path, jax.tree.map(lambda x: x + 1, _tree()), {"step": 2, "fingerprint": "abc"})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.eqx"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b"garbage\n" + b, "not a difmachine checkpoint"),
+        (lambda b: b[: len(b) - 7], "corrupt or truncated"),
+        (lambda b: b + b"extra", "trailing data"),
+        (lambda b: b"", "not a difmachine checkpoint"),
+    ],
+    ids=["header", "truncated", "trailing", "empty"],
+)
+def test_damaged_checkpoints_are_reported(tmp_path, damage, message):
+    path = tmp_path / "c.eqx"
+    checkpoint.save(path, _tree(), {"step": 1, "fingerprint": "abc"})
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(dm.CheckpointError, match=message):
+        checkpoint.load(path, _tree(), "abc")
+
+
+def test_checkpoint_from_a_different_program_is_refused(tmp_path):
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=2))
+    other = dm.load_program(write_program(tmp_path / "o.py", steps=2, text=OTHER))
+    train(program, tmp_path / "run", console=quiet())
+    with pytest.raises(dm.CheckpointError, match="different program"):
+        train(other, tmp_path / "run", resume=True, console=quiet())
