@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 
 from . import addressing as addressing
 from . import tasks as tasks
-from .checkpoint import load as load_checkpoint
-from .checkpoint import save as save_checkpoint
+from .checkpoint import load as load_checkpoint  # noqa: F401
+from .checkpoint import save as save_checkpoint  # noqa: F401
 from .compiler import CompiledMachine as CompiledMachine
 from .compiler import Machine as Machine
 from .compiler import compile as compile

@@ -46,7 +46,9 @@ def save(path: str | Path, tree: Any, header: dict) -> None:
 def read_header(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no checkpoint here; train first with `difmachine run PROGRAM`")
+        raise CheckpointError(
+            f"{path}: no checkpoint here; train first with `difmachine run PROGRAM`"
+        )
     with open(path, "rb") as f:
         line = f.readline()
     try:
@@ -54,7 +56,9 @@ def read_header(path: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError):
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a difmachine checkpoint (corrupt header); delete it and retrain")
+        raise CheckpointError(
+            f"{path} is not a difmachine checkpoint (corrupt header); delete it and retrain"
+        )
     if header.get("version") != VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {header.get('version')}, this difmachine reads {VERSION}"
@@ -81,7 +85,9 @@ def load(path: str | Path, like: Any, fingerprint: str | None = None) -> tuple[A
                 f"{path} is corrupt or truncated ({type(e).__name__}); delete it or restore a copy"
             ) from None
     if trailing:
-        raise CheckpointError(f"{path} has trailing data (corrupt or mismatched); delete it and retrain")
+        raise CheckpointError(
+            f"{path} has trailing data (corrupt or mismatched); delete it and retrain"
+        )
     return tree, header
 
 

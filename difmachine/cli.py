@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -45,11 +45,17 @@ def _user_errors(command):
 @_user_errors
 def run(
     program_file: Annotated[Path, typer.Argument(help="A program file, e.g. programs/ntm_copy.py")],
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the program).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for parameters and data.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<program>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")] = False,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps (overrides the program).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for parameters and data.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/<program>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
+    ] = False,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves)."""
     from .program import load_program
@@ -62,7 +68,9 @@ def run(
         f"[bold]{name}[/bold]: {program.steps} steps of {program.batch_size} sequences, "
         f"seed {program.seed}, saving to {run_dir}"
     )
-    result = train(program, run_dir, program_file=program_file, resume=resume, console=console, name=name)
+    result = train(
+        program, run_dir, program_file=program_file, resume=resume, console=console, name=name
+    )
     main = program.task.main_metric
     final = result.metrics.get(f"eval_{main}", result.metrics.get(main))
     final_text = f"{main} {final:.4g}" if final is not None else "no steps run"
@@ -86,15 +94,22 @@ def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
     program = load_program(program_file)
     model = build(program)
     machine = model.machine
-    console.print(f"[bold]{_program_name(program_file)}[/bold]: {machine.controller!r}, "
-                  f"halting {machine.halting!r}")
+    console.print(
+        f"[bold]{_program_name(program_file)}[/bold]: {machine.controller!r}, "
+        f"halting {machine.halting!r}"
+    )
     console.print(f"task {program.task!r}: input {model.input_size}, output {model.output_size}")
     table = Table(title="interface (controller output -> devices)")
     for col in ("device", "field", "shape", "activation", "slice"):
         table.add_column(col)
     for slot in machine.layout():
-        table.add_row(slot.device, slot.name, str(slot.field.shape), slot.field.activation,
-                      f"[{slot.start}:{slot.stop}]")
+        table.add_row(
+            slot.device,
+            slot.name,
+            str(slot.field.shape),
+            slot.field.activation,
+            f"[{slot.start}:{slot.stop}]",
+        )
     console.print(table)
     counts = Table(title="parameters")
     counts.add_column("part")
@@ -110,7 +125,7 @@ def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
 @_user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/ntm_copy")],
-    length: Annotated[Optional[list[int]], typer.Option(help="Sequence length (repeatable).")] = None,
+    length: Annotated[list[int] | None, typer.Option(help="Sequence length (repeatable).")] = None,
     samples: Annotated[int, typer.Option(help="Fresh sequences per length.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation data.")] = 12345,
 ):
@@ -133,8 +148,11 @@ def eval_(
             for k in metric_names:
                 table.add_column(k, justify="right")
             table.add_column("time (s)", justify="right")
-        table.add_row("train mix" if L is None else str(L), *(f"{metrics[k]:.4g}" for k in metric_names),
-                      f"{time.perf_counter() - t0:.1f}")
+        table.add_row(
+            "train mix" if L is None else str(L),
+            *(f"{metrics[k]:.4g}" for k in metric_names),
+            f"{time.perf_counter() - t0:.1f}",
+        )
     console.print(table)
 
 

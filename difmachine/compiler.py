@@ -61,11 +61,14 @@ class Machine(eqx.Module):
             devs = tuple(devices)
             kinds = [type(d).__name__.lower() for d in devs]
             names = tuple(
-                k if kinds.count(k) == 1 else f"{k}{kinds[:i].count(k)}" for i, k in enumerate(kinds)
+                k if kinds.count(k) == 1 else f"{k}{kinds[:i].count(k)}"
+                for i, k in enumerate(kinds)
             )
         for name, dev in zip(names, devs):
             if not isinstance(dev, AbstractDevice):
-                raise TypeError(f"Machine device {name!r} must be a device such as NTMMemory(...), got {dev!r}")
+                raise TypeError(
+                    f"Machine device {name!r} must be a device such as NTMMemory(...), got {dev!r}"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"Machine device names must be distinct, got {names}")
         self.controller = controller

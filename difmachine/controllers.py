@@ -122,11 +122,15 @@ class MLP(AbstractController):
     ``hidden`` is a tuple of layer widths; the first layer's weights belong to the compiler.
     """
 
-    hidden: tuple[int, ...] = eqx.field(static=True, converter=lambda h: (h,) if isinstance(h, int) else tuple(h))
+    hidden: tuple[int, ...] = eqx.field(
+        static=True, converter=lambda h: (h,) if isinstance(h, int) else tuple(h)
+    )
 
     def __check_init__(self):
         if not self.hidden:
-            raise ValueError("MLP needs at least one hidden layer, e.g. MLP(100) or MLP((100, 100))")
+            raise ValueError(
+                "MLP needs at least one hidden layer, e.g. MLP(100) or MLP((100, 100))"
+            )
         for width in self.hidden:
             _check_positive("MLP", width, "layer width")
 

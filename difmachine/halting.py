@@ -21,7 +21,9 @@ class AbstractHalting(eqx.Module):
     """
 
     @abc.abstractmethod
-    def run(self, cell: Cell, carry: Any, z: jax.Array) -> tuple[Any, Any, dict[str, jax.Array]]: ...
+    def run(
+        self, cell: Cell, carry: Any, z: jax.Array
+    ) -> tuple[Any, Any, dict[str, jax.Array]]: ...
 
 
 class Fixed(AbstractHalting):

@@ -46,12 +46,25 @@ class Program:
 
     def __post_init__(self):
         if not isinstance(self.machine, Machine):
-            raise ProgramError(f"Program machine must be a Machine(...), got {type(self.machine).__name__}")
+            raise ProgramError(
+                f"Program machine must be a Machine(...), got {type(self.machine).__name__}"
+            )
         if not isinstance(self.task, AbstractTask):
-            raise ProgramError(f"Program task must be a task such as Copy(), got {type(self.task).__name__}")
+            raise ProgramError(
+                f"Program task must be a task such as Copy(), got {type(self.task).__name__}"
+            )
         if not isinstance(self.optimizer, optax.GradientTransformation):
-            raise ProgramError("Program optimizer must be an optax transformation, e.g. optax.adam(1e-3)")
-        for name in ("batch_size", "steps", "eval_every", "eval_samples", "checkpoint_every", "log_every"):
+            raise ProgramError(
+                "Program optimizer must be an optax transformation, e.g. optax.adam(1e-3)"
+            )
+        for name in (
+            "batch_size",
+            "steps",
+            "eval_every",
+            "eval_samples",
+            "checkpoint_every",
+            "log_every",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ProgramError(f"Program {name} must be a positive integer, got {value!r}")
@@ -87,14 +100,18 @@ def load_program(path: str | Path) -> Program:
     if not path.exists():
         raise ProgramError(f"{path}: no such program file (try one of programs/*.py)")
     if path.is_dir():
-        raise ProgramError(f"{path} is a directory; give a program file such as programs/ntm_copy.py")
+        raise ProgramError(
+            f"{path} is a directory; give a program file such as programs/ntm_copy.py"
+        )
     if path.suffix != ".py":
         raise ProgramError(f"{path}: a program file must be a Python file ending in .py")
     source = path.read_text()
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as e:
-        raise ProgramError(f"{path}, line {e.lineno}: syntax error: {e.msg}; fix the file") from None
+        raise ProgramError(
+            f"{path}, line {e.lineno}: syntax error: {e.msg}; fix the file"
+        ) from None
     module_name = f"difmachine_program_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -111,7 +128,9 @@ def load_program(path: str | Path) -> Program:
         raise ProgramError(f"{path}{where}: {type(e).__name__}: {e}") from None
     program = getattr(module, "program", None)
     if program is None:
-        raise ProgramError(f"{path} defines no `program`; add `program = Program(machine=..., task=...)`")
+        raise ProgramError(
+            f"{path} defines no `program`; add `program = Program(machine=..., task=...)`"
+        )
     if not isinstance(program, Program):
         raise ProgramError(
             f"{path}: `program` must be a difmachine.Program, got {type(program).__name__}"

@@ -69,7 +69,9 @@ class AbstractDevice(eqx.Module):
     def init_state(self, params: Any, context: Any = None) -> Any: ...
 
     @abc.abstractmethod
-    def step(self, params: Any, state: Any, iface: dict[str, jax.Array]) -> tuple[Any, Any, dict]: ...
+    def step(
+        self, params: Any, state: Any, iface: dict[str, jax.Array]
+    ) -> tuple[Any, Any, dict]: ...
 
 
 class AbstractController(eqx.Module):

@@ -88,7 +88,9 @@ def check_device(
 
     def objective(params, raw):
         state, (reads, _) = run(params, raw)
-        state_sum = sum(jnp.sum(x) for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating))
+        state_sum = sum(
+            jnp.sum(x) for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)
+        )
         return jnp.sum(reads**2) + state_sum
 
     grad_fn = jax.jit(jax.grad(objective, argnums=(0, 1)))
@@ -117,7 +119,9 @@ def check_device(
         batched = vmap_run(params, raws)
         for b in range(batch):
             one = jit_run(params, jax.tree.map(lambda x: x[b], raws))
-            assert_trees_close(jax.tree.map(lambda x: x[b], batched), one, rtol, atol, "vmap vs loop")
+            assert_trees_close(
+                jax.tree.map(lambda x: x[b], batched), one, rtol, atol, "vmap vs loop"
+            )
 
         assert_finite(grad_fn(params, raw), "gradients")
 
@@ -155,8 +159,9 @@ def check_controller(controller: AbstractController, *, steps: int = 4, batch: i
             assert_trees_close(run(params, zs[0]), (final, hs), what="jit vs eager")
         batched = vmap_run(params, zs)
         for b in range(batch):
-            assert_trees_close(jax.tree.map(lambda x: x[b], batched), jit_run(params, zs[b]),
-                               what="vmap vs loop")
+            assert_trees_close(
+                jax.tree.map(lambda x: x[b], batched), jit_run(params, zs[b]), what="vmap vs loop"
+            )
         assert_finite(grad_fn(params, zs[0]), "gradients")
 
     prop()
@@ -194,10 +199,18 @@ def check_machine(
         for b in range(batch):
             L = int(lengths[b])
             ys_b, aux_b = call(m, xs[b, :L], mask[b, :L])
-            np.testing.assert_allclose(all_ys[b, :L], ys_b, rtol=1e-4, atol=1e-5,
-                                       err_msg="padded batch vs unpadded single run")
-            assert_trees_close(jax.tree.map(lambda x: x[b], all_aux["state"]), aux_b["state"],
-                               what="final state with padding vs without")
+            np.testing.assert_allclose(
+                all_ys[b, :L],
+                ys_b,
+                rtol=1e-4,
+                atol=1e-5,
+                err_msg="padded batch vs unpadded single run",
+            )
+            assert_trees_close(
+                jax.tree.map(lambda x: x[b], all_aux["state"]),
+                aux_b["state"],
+                what="final state with padding vs without",
+            )
         assert_finite(grad_fn(m, xs[0], mask[0]), "gradients")
 
     prop()

@@ -53,7 +53,10 @@ def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch):
     task_loss = jnp.mean(jax.vmap(task.loss)(ys, batch.targets, batch.loss_mask))
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
-    metrics = {k: jnp.mean(v) for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()}
+    metrics = {
+        k: jnp.mean(v)
+        for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()
+    }
     return total, {"loss": task_loss, **extra, **metrics}
 
 
@@ -93,8 +96,16 @@ def make_eval_step(task: AbstractTask):
     return eval_step
 
 
-def evaluate(model, task, *, samples: int, seed: int, length: int | None = None,
-             batch_size: int = 64, eval_step=None) -> dict[str, float]:
+def evaluate(
+    model,
+    task,
+    *,
+    samples: int,
+    seed: int,
+    length: int | None = None,
+    batch_size: int = 64,
+    eval_step=None,
+) -> dict[str, float]:
     """Mean metrics over ``samples`` fresh sequences (of fixed ``length`` if given)."""
     eval_step = eval_step or make_eval_step(task)
     totals: dict[str, float] = {}
@@ -128,14 +139,19 @@ def load_run(run_dir: str | Path) -> tuple[Program, CompiledMachine, dict]:
     """The program and trained machine of a run directory (``difmachine eval/trace RUN``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise DifmachineError(f"{run_dir}: no such run directory (runs are written by `difmachine run`)")
+        raise DifmachineError(
+            f"{run_dir}: no such run directory (runs are written by `difmachine run`)"
+        )
     source = run_dir / PROGRAM_COPY
     if not source.exists():
-        raise DifmachineError(f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>")
+        raise DifmachineError(
+            f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
+        )
     program = load_program(source)
     model = build(program)
     (model, _), header = checkpoint.load(
-        run_dir / CHECKPOINT, (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
+        run_dir / CHECKPOINT,
+        (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
         program.fingerprint(),
     )
     return program, model, header
@@ -160,7 +176,9 @@ def train(
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     start = 0
     if resume:
-        (model, opt_state), header = checkpoint.load(ckpt_path, (model, opt_state), program.fingerprint())
+        (model, opt_state), header = checkpoint.load(
+            ckpt_path, (model, opt_state), program.fingerprint()
+        )
         start = int(header["step"])
         console.print(f"resuming {ckpt_path} at step {start}")
     elif ckpt_path.exists():
@@ -168,12 +186,20 @@ def train(
             f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    if program_file is not None and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve():
+    if (
+        program_file is not None
+        and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
+    ):
         shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
 
     def save(step: int) -> None:
-        header = {"program": name, "fingerprint": program.fingerprint(), "step": step,
-                  "settings": program.settings(), "time": time.time()}
+        header = {
+            "program": name,
+            "fingerprint": program.fingerprint(),
+            "step": step,
+            "settings": program.settings(),
+            "time": time.time(),
+        }
         checkpoint.save(ckpt_path, (model, opt_state), header)
 
     train_step = make_train_step(task, optimizer)
@@ -198,7 +224,9 @@ def train(
     )
     try:
         with progress:
-            bar = progress.add_task(name, total=program.steps, completed=start, stats="compiling...")
+            bar = progress.add_task(
+                name, total=program.steps, completed=start, stats="compiling..."
+            )
             window_start, window_steps, pending = time.perf_counter(), 0, []
             while step < program.steps:
                 batch = task.sample(batch_rng(program.seed, step), program.batch_size)
@@ -218,11 +246,19 @@ def train(
                     if refused:
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)
-                    log.write(json.dumps({"step": step, "time": time.time(), "seq_per_s": rate, **last}) + "\n")
+                    log.write(
+                        json.dumps({"step": step, "time": time.time(), "seq_per_s": rate, **last})
+                        + "\n"
+                    )
                     log.flush()
                 if step % program.eval_every == 0 or step == program.steps:
-                    ev = evaluate(model, task, samples=program.eval_samples, seed=program.seed + step,
-                                  eval_step=eval_step)
+                    ev = evaluate(
+                        model,
+                        task,
+                        samples=program.eval_samples,
+                        seed=program.seed + step,
+                        eval_step=eval_step,
+                    )
                     log.write(json.dumps({"step": step, "time": time.time(), "eval": ev}) + "\n")
                     log.flush()
                     progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
@@ -230,7 +266,9 @@ def train(
                     if program.target is not None and ev[main] <= program.target:
                         solved = True
                         save(step)
-                        progress.console.print(f"[green]target {main} <= {program.target} reached at step {step}")
+                        progress.console.print(
+                            f"[green]target {main} <= {program.target} reached at step {step}"
+                        )
                         break
                 if step % program.checkpoint_every == 0 or step == program.steps:
                     save(step)
@@ -238,7 +276,9 @@ def train(
     except KeyboardInterrupt:
         interrupted = True
         save(step)
-        console.print(f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume")
+        console.print(
+            f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
+        )
     finally:
         signal.signal(signal.SIGTERM, old_handler)
         log.close()

@@ -1,6 +1,6 @@
 """Tiny program files for training and CLI tests (fast to compile and run)."""
 
-TINY = '''
+TINY = """
 import optax
 import difmachine as dm
 
@@ -15,7 +15,7 @@ program = dm.Program(
     checkpoint_every=5,
     log_every=2,
 )
-'''
+"""
 
 OTHER = TINY.replace("slots=6", "slots=7")
 

@@ -31,11 +31,15 @@ BETA = st.floats(0.0, 20.0, width=32)
 GAMMA = st.floats(1.0, 5.0, width=32)
 GATE = st.floats(0.0, 1.0, width=32)
 #: Offset tuples, including an unsorted one and ones wider than the smallest memories.
-OFFSETS = st.sampled_from([(-1, 0, 1), (-2, -1, 0, 1, 2), (0, 1), (1, 0, -1), (-3, -2, -1, 0, 1, 2, 3)])
+OFFSETS = st.sampled_from(
+    [(-1, 0, 1), (-2, -1, 0, 1, 2), (0, 1), (1, 0, -1), (-3, -2, -1, 0, 1, 2, 3)]
+)
 
 
 def _floats(lo=-3.0, hi=3.0, width=32):
-    return st.floats(lo, hi, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    return st.floats(
+        lo, hi, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False
+    )
 
 
 def arrays(shape, lo=-3.0, hi=3.0, dtype=np.float32):
@@ -319,7 +323,9 @@ def test_outputs_are_distributions(data):
     ws = shift_j(data.draw(distributions(n)), s, offsets=offsets)
     assert_distribution(ws, "shift")
     assert_distribution(sharpen_j(data.draw(distributions(n)), gamma), "sharpen")
-    assert_distribution(address_j(memory, key, beta, gate, s, gamma, w_prev, offsets=offsets), "address")
+    assert_distribution(
+        address_j(memory, key, beta, gate, s, gamma, w_prev, offsets=offsets), "address"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,7 +508,10 @@ def test_address_vmap_equals_loop(batch):
     stacked, offsets = batch
     batched = np.asarray(address_batched(*stacked, offsets=offsets))
     looped = np.stack(
-        [np.asarray(address_j(*(a[b] for a in stacked), offsets=offsets)) for b in range(len(stacked[0]))]
+        [
+            np.asarray(address_j(*(a[b] for a in stacked), offsets=offsets))
+            for b in range(len(stacked[0]))
+        ]
     )
     assert batched.shape == looped.shape
     np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-7)
@@ -511,7 +520,12 @@ def test_address_vmap_equals_loop(batch):
 @settings(max_examples=3)
 @given(data=st.data())
 def test_address_gradients_match_finite_differences_float64(data):
-    args, offsets = data.draw(address_inputs(positive=True, dtype=np.float64))
+    (memory, key, *rest), offsets = data.draw(address_inputs(positive=True, dtype=np.float64))
+    # Keep rows and key away from zero: there the EPS regularisation makes the cosine vary on a
+    # 1e-4 scale, which finite differences cannot resolve (zero inputs are covered above).
+    memory = np.where(np.abs(memory) < 0.1, 0.1, memory)
+    key = np.where(np.abs(key) < 0.1, 0.1, key)
+    args = (memory, key, *rest)
     with jax.enable_x64(True):
         args64 = tuple(jnp.asarray(a, jnp.float64) for a in args)
         assert all(a.dtype == jnp.float64 for a in args64)

@@ -36,7 +36,9 @@ def test_happy_path_run_show_eval_resume(tmp_path):
 
     result = invoke("show", program)
     assert result.exit_code == 0, result.output
-    assert "write_shift" in result.output and "softmax" in result.output and "total" in result.output
+    assert (
+        "write_shift" in result.output and "softmax" in result.output and "total" in result.output
+    )
 
     result = invoke("eval", out, "--length", 2, "--length", 5, "--samples", 8)
     assert result.exit_code == 0, result.output
@@ -52,8 +54,12 @@ def test_happy_path_run_show_eval_resume(tmp_path):
 
 def test_overrides_are_validated(tmp_path):
     program = write_program(tmp_path / "tiny.py")
-    one_line_error(invoke("run", program, "--steps", 0, "--out", tmp_path / "r"), "steps must be a positive")
-    one_line_error(invoke("run", program, "--batch-size", -2, "--out", tmp_path / "r"), "batch_size")
+    one_line_error(
+        invoke("run", program, "--steps", 0, "--out", tmp_path / "r"), "steps must be a positive"
+    )
+    one_line_error(
+        invoke("run", program, "--batch-size", -2, "--out", tmp_path / "r"), "batch_size"
+    )
 
 
 @pytest.mark.parametrize(
@@ -63,14 +69,28 @@ def test_overrides_are_validated(tmp_path):
         ("program = (\n", ["syntax error", "line"]),
         ("import difmachine\nx = 1\n", ["defines no `program`"]),
         ("program = 3\n", ["must be a difmachine.Program"]),
-        ("import difmachine as dm\nm = dm.NTMMemory(slots=0, width=4)\n", ["slots must be a positive integer", "line 2"]),
+        (
+            "import difmachine as dm\nm = dm.NTMMemory(slots=0, width=4)\n",
+            ["slots must be a positive integer", "line 2"],
+        ),
         (
             "import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, shifts=(-1, 1))\n",
             ["shifts must contain 0"],
         ),
-        ("import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, read_heads=-1)\n", ["read_heads"]),
+        (
+            "import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, read_heads=-1)\n",
+            ["read_heads"],
+        ),
     ],
-    ids=["missing", "syntax", "no-program", "not-a-program", "zero-slots", "shifts", "negative-heads"],
+    ids=[
+        "missing",
+        "syntax",
+        "no-program",
+        "not-a-program",
+        "zero-slots",
+        "shifts",
+        "negative-heads",
+    ],
 )
 def test_bad_program_files(tmp_path, text, needles):
     path = tmp_path / "bad.py"
@@ -106,7 +126,10 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text("x = 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "difmachine.cli", "run", str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "difmachine.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout

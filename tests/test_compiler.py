@@ -9,7 +9,8 @@ from difmachine import testing
 MACHINES = {
     "lstm-ntm": dm.Machine(dm.LSTM(8), dm.NTMMemory(slots=6, width=3)),
     "gru-two-ntms": dm.Machine(
-        dm.GRU(6), {"a": dm.NTMMemory(slots=5, width=2), "b": dm.NTMMemory(slots=4, width=3, read_heads=2)}
+        dm.GRU(6),
+        {"a": dm.NTMMemory(slots=5, width=2), "b": dm.NTMMemory(slots=4, width=3, read_heads=2)},
     ),
     "mlp-ntm": dm.Machine(dm.MLP(8), dm.NTMMemory(slots=6, width=3)),
     "rnn-no-device": dm.Machine(dm.RNN(5)),
@@ -96,10 +97,14 @@ def test_bad_machines_are_rejected_with_a_fix(build, message):
 
 def test_padding_never_touches_the_loss_or_gradients():
     task = dm.Copy(bits=3, min_length=1, max_length=5)
-    model = dm.compile(MACHINES["lstm-ntm"], task.input_size, task.output_size, key=jax.random.PRNGKey(0))
+    model = dm.compile(
+        MACHINES["lstm-ntm"], task.input_size, task.output_size, key=jax.random.PRNGKey(0)
+    )
     batch = task.sample(np.random.default_rng(0), 1, length=3)
     pad = 4
-    inputs = np.concatenate([batch.inputs[0], np.random.default_rng(1).normal(size=(pad, 4))]).astype(np.float32)
+    inputs = np.concatenate(
+        [batch.inputs[0], np.random.default_rng(1).normal(size=(pad, 4))]
+    ).astype(np.float32)
     targets = np.concatenate([batch.targets[0], np.ones((pad, 3), np.float32)])
     mask = np.concatenate([batch.mask[0], np.zeros(pad, np.float32)])
     loss_mask = np.concatenate([batch.loss_mask[0], np.zeros(pad, np.float32)])

@@ -61,11 +61,18 @@ def test_reads_see_this_steps_write():
     big = 50.0
     stay = [[-big, big, -big]]  # shift distribution one-hot on offset 0
     raw = {
-        "write_key": [[0.0, 0.0, 0.0]], "write_beta": [0.0], "write_gate": [-big],
-        "write_shift": stay, "write_gamma": [0.0],
-        "erase": [[big] * 3], "add": [[big, -big, big]],
-        "read_key": [[0.0, 0.0, 0.0]], "read_beta": [0.0], "read_gate": [-big],
-        "read_shift": stay, "read_gamma": [big],
+        "write_key": [[0.0, 0.0, 0.0]],
+        "write_beta": [0.0],
+        "write_gate": [-big],
+        "write_shift": stay,
+        "write_gamma": [0.0],
+        "erase": [[big] * 3],
+        "add": [[big, -big, big]],
+        "read_key": [[0.0, 0.0, 0.0]],
+        "read_beta": [0.0],
+        "read_gate": [-big],
+        "read_shift": stay,
+        "read_gamma": [big],
     }
     read, new_state, _ = dev.step(params, state, _iface(dev, raw))
     np.testing.assert_allclose(read, [1.0, -1.0, 1.0], atol=1e-3)
@@ -79,11 +86,18 @@ def test_write_heads_erase_before_add():
     state = dev.init_state(params)
     big = 50.0
     raw = {
-        "write_key": [[0, 0], [0, 0]], "write_beta": [0, 0], "write_gate": [-big, -big],
-        "write_shift": [[-big, big, -big]] * 2, "write_gamma": [big, big],
-        "erase": [[big, big], [-big, -big]], "add": [[-big, -big], [big, big]],
-        "read_key": [[0, 0]], "read_beta": [0], "read_gate": [-big],
-        "read_shift": [[-big, big, -big]], "read_gamma": [big],
+        "write_key": [[0, 0], [0, 0]],
+        "write_beta": [0, 0],
+        "write_gate": [-big, -big],
+        "write_shift": [[-big, big, -big]] * 2,
+        "write_gamma": [big, big],
+        "erase": [[big, big], [-big, -big]],
+        "add": [[-big, -big], [big, big]],
+        "read_key": [[0, 0]],
+        "read_beta": [0],
+        "read_gate": [-big],
+        "read_shift": [[-big, big, -big]],
+        "read_gamma": [big],
     }
     read, _, _ = dev.step(params, state, _iface(dev, raw))
     # head 0 erases and adds -1, head 1 adds +1: erase-all-then-add-all gives -1 + 1 = 0

@@ -20,7 +20,9 @@ def quiet():
 def params_of(run_dir, program):
     model = build(program)
     opt = program.optimizer.init(eqx.filter(model, eqx.is_array))
-    (model, opt), header = checkpoint.load(run_dir / CHECKPOINT, (model, opt), program.fingerprint())
+    (model, opt), header = checkpoint.load(
+        run_dir / CHECKPOINT, (model, opt), program.fingerprint()
+    )
     return model, opt, header
 
 
@@ -130,7 +132,9 @@ def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        checkpoint.save(path, jax.tree.map(lambda x: x + 1, _tree()), {"step": 2, "fingerprint": "abc"})
+        checkpoint.save(
+            path, jax.tree.map(lambda x: x + 1, _tree()), {"step": 2, "fingerprint": "abc"}
+        )
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.eqx"]  # no temporary left behind
 

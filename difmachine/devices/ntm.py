@@ -45,7 +45,9 @@ class NTMMemory(AbstractDevice):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"NTMMemory {name} must be a non-negative integer, got {value!r}")
         if self.read_heads + self.write_heads == 0:
-            raise ValueError("NTMMemory needs at least one head: set read_heads or write_heads >= 1")
+            raise ValueError(
+                "NTMMemory needs at least one head: set read_heads or write_heads >= 1"
+            )
         if 0 not in self.shifts:
             raise ValueError(f"NTMMemory shifts must contain 0 (staying put), got {self.shifts}")
         if len(set(self.shifts)) != len(self.shifts):
@@ -88,7 +90,10 @@ class NTMMemory(AbstractDevice):
         def focused(heads):
             return zeros(heads, self.slots).at[:, 0].set(10.0)
 
-        params = {"read_logits": focused(self.read_heads), "write_logits": focused(self.write_heads)}
+        params = {
+            "read_logits": focused(self.read_heads),
+            "write_logits": focused(self.write_heads),
+        }
         if self.memory_init == "learned":
             params["memory"] = 0.01 * jax.random.normal(key, (self.slots, self.width), jnp.float32)
         return params
