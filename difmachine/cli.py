@@ -156,6 +156,40 @@ def eval_(
     console.print(table)
 
 
+@app.command()
+@_user_errors
+def trace(
+    target: Annotated[
+        Path, typer.Argument(help="A run directory (trained) or a program file (untrained).")
+    ],
+    length: Annotated[int | None, typer.Option(help="Sequence length of the example.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the example.")] = 0,
+    png: Annotated[
+        Path | None, typer.Option(help="Also write the figure to this PNG file.")
+    ] = None,
+):
+    """Run the machine on one fresh example and draw what every device did."""
+    from .trace import print_trace, run_example, save_png
+    from .training import build, load_run
+
+    if length is not None and length < 1:
+        raise DifmachineError(f"--length must be at least 1, got {length}")
+    if target.suffix == ".py":
+        from .program import load_program
+
+        program = load_program(target)
+        model, title = build(program), f"{target} (untrained)"
+    else:
+        program, model, header = load_run(target)
+        title = f"{target} at step {header['step']}"
+    example = run_example(model, program.task, length=length, seed=seed)
+    title += f", example seed {seed}, {len(example.inputs)} steps"
+    print_trace(example, model.machine, console, title=title)
+    if png is not None:
+        save_png(example, model.machine, png, title=title)
+        console.print(f"wrote {png}")
+
+
 def main() -> None:
     app()
 

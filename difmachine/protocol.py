@@ -13,6 +13,7 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - ``init_state(params, context=None) -> state``.
 - ``step(params, state, iface) -> (read, new_state, trace)``; ``iface`` holds the *activated*
   values by field name; ``trace`` is a small dict of arrays worth looking at.
+- ``trace_spec()`` (optional): how ``difmachine trace`` draws each trace field.
 """
 
 from __future__ import annotations

@@ -109,6 +109,21 @@ class NTMMemory(AbstractDevice):
             "write_w": jax.nn.softmax(params["write_logits"], axis=-1),
         }
 
+    def trace_spec(self):
+        from ..trace import TraceField
+
+        return {
+            "write_weights": TraceField("heatmap", "write head {head} weighting"),
+            "read_weights": TraceField("heatmap", "read head {head} weighting"),
+            "write_gate": TraceField("scalars", "write gate g"),
+            "write_gamma": TraceField("scalars", "write sharpen γ"),
+            "write_beta": TraceField("scalars", "write key strength β"),
+            "erase": TraceField("scalars", "mean erase"),
+            "read_gate": TraceField("scalars", "read gate g"),
+            "read_gamma": TraceField("scalars", "read sharpen γ"),
+            "read_beta": TraceField("scalars", "read key strength β"),
+        }
+
     def _address(self, prefix, memory, iface, w_prev):
         address = jax.vmap(addressing.address, in_axes=(None, 0, 0, 0, 0, 0, 0, None))
         return address(

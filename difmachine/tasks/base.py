@@ -43,6 +43,10 @@ class AbstractTask(eqx.Module):
     @abc.abstractmethod
     def metrics(self, outputs, targets, loss_mask) -> dict[str, jax.Array]: ...
 
+    def present(self, outputs: jax.Array) -> jax.Array:
+        """Outputs as shown in traces (e.g. probabilities for logits)."""
+        return outputs
+
     #: the metric the progress bar and early stopping watch, and whether lower is better
     main_metric: ClassVar[str] = "loss"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -68,6 +69,9 @@ class Copy(AbstractTask):
 
     def loss(self, outputs, targets, loss_mask):
         return masked_bce(outputs, targets, loss_mask)
+
+    def present(self, outputs):
+        return jax.nn.sigmoid(outputs)
 
     def metrics(self, outputs, targets, loss_mask):
         wrong = (outputs > 0) != (targets > 0.5)

@@ -1,0 +1,436 @@
+"""Traces: run a machine on one example and draw what its devices did, in the terminal or a PNG.
+
+The renderer knows nothing about particular devices. Each device's ``trace_spec()`` says how its
+trace fields are drawn, with one of a small registry of kinds (:data:`RENDERERS`):
+
+- ``heatmap``: an array ``[T, heads, K]`` drawn per head as K rows (slots, positions) against time;
+- ``scalars``: ``[T, heads]`` drawn as one sparkline per head;
+- ``options``: ``[T, heads, K]`` distributions over named options, one labelled row per option.
+
+Time runs left to right in every panel, so panels line up. Terminal heatmaps use the ``▀`` half
+block (foreground = upper pixel, background = lower pixel): two rows per character line. Large
+matrices are max-pooled to the terminal width (peaks stay visible), value ranges are printed, and
+NaN/inf cells are drawn as a magenta ``×``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from rich.console import Console, Group
+from rich.text import Text
+
+from .errors import DifmachineError
+
+
+class TraceField(NamedTuple):
+    """How to draw one trace field: ``kind`` is a key of :data:`RENDERERS`."""
+
+    kind: str
+    label: str
+    axis: str = "slot"
+    options: tuple[str, ...] = ()
+    signed: bool = False
+
+
+# -- colours ----------------------------------------------------------------------------------
+
+_SEQUENTIAL = [
+    (13, 8, 135),
+    (84, 2, 163),
+    (139, 10, 165),
+    (185, 50, 137),
+    (219, 92, 104),
+    (244, 136, 73),
+    (254, 188, 43),
+    (240, 249, 33),
+]  # plasma-like, dark = 0
+_DIVERGING = [
+    (33, 102, 172),
+    (103, 169, 207),
+    (209, 229, 240),
+    (247, 247, 247),
+    (253, 219, 199),
+    (239, 138, 98),
+    (178, 24, 43),
+]  # blue < 0 < red
+NAN_STYLE = "bold magenta on black"
+
+
+def _colour(u: float, palette) -> str:
+    u = min(1.0, max(0.0, u))
+    x = u * (len(palette) - 1)
+    i = min(int(x), len(palette) - 2)
+    f = x - i
+    r, g, b = (round(a + (c - a) * f) for a, c in zip(palette[i], palette[i + 1]))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+class _Scale:
+    """Maps values to colours: [0, max] sequential, or symmetric diverging for signed data."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        signed: bool = False,
+        lo: float | None = None,
+        hi: float | None = None,
+    ):
+        finite = values[np.isfinite(values)]
+        self.min = float(finite.min()) if finite.size else 0.0
+        self.max = float(finite.max()) if finite.size else 0.0
+        self.signed = signed or self.min < 0
+        if self.signed:
+            m = max(abs(self.min), abs(self.max), 1e-12)
+            self.lo, self.hi = -m, m
+        else:
+            self.lo = 0.0 if lo is None else lo
+            self.hi = max(self.max if hi is None else hi, self.lo + 1e-12)
+
+    def colour(self, v: float) -> str | None:
+        if not math.isfinite(v):
+            return None
+        u = (v - self.lo) / (self.hi - self.lo)
+        return _colour(u, _DIVERGING if self.signed else _SEQUENTIAL)
+
+    def legend(self) -> Text:
+        kind = "diverging" if self.signed else "sequential"
+        text = Text(f"  range [{self.min:.3g}, {self.max:.3g}] ({kind}) ", style="dim")
+        for i in range(8):
+            u = i / 7
+            text.append(" ", style=f"on {_colour(u, _DIVERGING if self.signed else _SEQUENTIAL)}")
+        return text
+
+
+def pool(matrix: np.ndarray, rows: int | None = None, cols: int | None = None) -> np.ndarray:
+    """Max-pool a 2-D array down to at most ``rows x cols`` (NaN if any input cell is NaN)."""
+
+    def along(a: np.ndarray, n: int | None, axis: int) -> np.ndarray:
+        size = a.shape[axis]
+        if n is None or size <= n:
+            return a
+        edges = np.linspace(0, size, n + 1).astype(int)
+        parts = [
+            np.take(a, range(edges[i], max(edges[i] + 1, edges[i + 1])), axis=axis)
+            for i in range(n)
+        ]
+        pooled = [np.max(p, axis=axis, keepdims=True) for p in parts]
+        return np.concatenate(pooled, axis=axis)
+
+    with np.errstate(invalid="ignore"):
+        return along(along(matrix, rows, 0), cols, 1)
+
+
+def heatmap_lines(
+    matrix: np.ndarray,
+    scale: _Scale,
+    row_labels: list[str] | None = None,
+    row_index: Callable[[int], int] = lambda r: r,
+    label_width: int = 6,
+) -> list[Text]:
+    """Draw ``matrix[rows, time]`` with half blocks, two rows per line (one row per line when
+    ``row_labels`` names them); ``row_index`` maps a drawn row to the index printed beside it."""
+    lines = []
+    step = 1 if row_labels else 2
+    for r in range(0, matrix.shape[0], step):
+        label = row_labels[r] if row_labels else (f"{row_index(r)}" if r % 8 == 0 else "")
+        text = Text(f"{label[:label_width]:>{label_width}} ", style="dim")
+        for t in range(matrix.shape[1]):
+            top = scale.colour(float(matrix[r, t]))
+            if row_labels:
+                text.append(
+                    "×" if top is None else " ", style=NAN_STYLE if top is None else f"on {top}"
+                )
+                continue
+            below = r + 1 < matrix.shape[0]
+            bottom = scale.colour(float(matrix[r + 1, t])) if below else "#000000"
+            if top is None or bottom is None:
+                text.append("×", style=NAN_STYLE)
+            else:
+                text.append("▀", style=f"{top} on {bottom}")
+        lines.append(text)
+    return lines
+
+
+def _time_axis(T: int, shown: int, label_width: int = 6) -> Text:
+    axis = Text(" " * (label_width + 1), style="dim")
+    ticks = [" "] * shown
+    for t in range(0, shown, 10):
+        for j, ch in enumerate(str(round(t * T / shown))):
+            if t + j < shown:
+                ticks[t + j] = ch
+    axis.append("".join(ticks) + f"  time ({T} steps)", style="dim")
+    return axis
+
+
+# -- field renderers --------------------------------------------------------------------------
+
+MAX_ROWS = 48  # pixel rows per heatmap (24 terminal lines)
+
+
+def active_rows(m: np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    """Row indices of the shortest *circular* run of rows holding every value above
+    ``threshold`` (NTM heads wrap around, so slot 127 sits next to slot 0)."""
+    K = m.shape[0]
+    with np.errstate(invalid="ignore"):
+        hot = np.any(~np.isfinite(m) | (np.abs(m) > threshold), axis=1)
+    if hot.all() or not hot.any():
+        return np.arange(K)
+    idx = np.where(hot)[0]
+    gaps = np.diff(np.concatenate([idx, [idx[0] + K]]))  # gap after each hot row, circularly
+    after = int(np.argmax(gaps))  # the largest idle stretch follows idx[after]
+    start = idx[(after + 1) % len(idx)]
+    length = K - (int(gaps[after]) - 1)
+    return (start + np.arange(length)) % K
+
+
+def render_heatmap(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
+    """``data[T, heads, K]`` (or ``[T, K]``): one panel per head, K rows against time."""
+    data = data[:, None] if data.ndim == 2 else data
+    T, heads, K = data.shape
+    out = []
+    for h in range(heads):
+        m = data[:, h, :].T  # [K, T]
+        rows = active_rows(m) if K > MAX_ROWS and not spec.options else np.arange(K)
+        shown = pool(m[rows], rows=MAX_ROWS, cols=max(1, width - 8))
+        scale = _Scale(m, spec.signed)
+        title = (
+            spec.label.format(head=h)
+            if "{head}" in spec.label
+            else (f"{spec.label} {h}" if heads > 1 else spec.label)
+        )
+        crop = (
+            f", {spec.axis}s {rows[0]}..{rows[-1]} of {K}, others < 0.01"
+            if len(rows) < K
+            else f", {K} {spec.axis}s"
+        )
+        pooled = " (max-pooled)" if shown.shape != m[rows].shape else ""
+        out.append(
+            Text.assemble(
+                (title, "bold"), (f"  [{spec.axis} ↓{crop}{pooled}]", "dim"), scale.legend()
+            )
+        )
+        per_pixel = len(rows) / shown.shape[0]
+        labels = list(spec.options) if spec.options else None
+        out.extend(heatmap_lines(shown, scale, labels, lambda r: int(rows[int(r * per_pixel)])))
+        out.append(_time_axis(T, shown.shape[1]))
+    return out
+
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def render_scalars(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
+    """``data[T, heads]`` (or ``[T]``): a sparkline per head with its range."""
+    data = data[:, None] if data.ndim == 1 else data
+    out = []
+    for h in range(data.shape[1]):
+        row = pool(data[:, h][None, :], cols=max(1, width - 34))[0]
+        finite = row[np.isfinite(row)]
+        lo = float(finite.min()) if finite.size else 0.0
+        hi = float(finite.max()) if finite.size else 0.0
+        text = Text(
+            f"{(spec.label + (f' {h}' if data.shape[1] > 1 else ''))[:18]:>18} ", style="bold"
+        )
+        for v in row:
+            if not math.isfinite(v):
+                text.append("×", style=NAN_STYLE)
+            else:
+                i = 0 if hi - lo < 1e-12 else int((v - lo) / (hi - lo) * (len(_SPARK) - 1))
+                text.append(_SPARK[i], style="cyan")
+        text.append(f"  [{lo:.3g}, {hi:.3g}]", style="dim")
+        out.append(text)
+    return out
+
+
+def render_options(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
+    if data.ndim == 2:
+        data = data[:, None]
+    labels = list(spec.options) or [str(i) for i in range(data.shape[-1])]
+    return render_heatmap(name, data, spec._replace(options=tuple(labels)), width)
+
+
+RENDERERS: dict[str, Callable[[str, np.ndarray, TraceField, int], list]] = {
+    "heatmap": render_heatmap,
+    "scalars": render_scalars,
+    "options": render_options,
+}
+
+
+def infer_field(name: str, data: np.ndarray) -> TraceField:
+    """A default drawing for a field a device did not describe: by its rank."""
+    if data.ndim <= 2:
+        return TraceField("scalars", name)
+    return TraceField("heatmap", name, axis="index")
+
+
+# -- whole traces -----------------------------------------------------------------------------
+
+
+class Example(NamedTuple):
+    """One traced example, trimmed to its real steps."""
+
+    inputs: np.ndarray  # [T, in]
+    targets: np.ndarray  # [T, out]
+    predictions: np.ndarray  # [T, out], in the task's presentation (e.g. probabilities)
+    loss_mask: np.ndarray  # [T]
+    traces: dict  # {device: {field: [T, ...]}}
+
+
+def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Example:
+    """Run ``model`` on one fresh example of ``task`` with traces on."""
+    batch = task.sample(np.random.default_rng(seed), 1, length)
+    T = int(batch.mask[0].sum())
+    ys, aux = jax.jit(lambda m, x, k: m(x, k, trace=True))(model, batch.inputs[0], batch.mask[0])
+    preds = np.asarray(task.present(jnp.asarray(ys)))
+    traces = jax.tree.map(lambda a: np.asarray(a)[:T], aux["trace"])
+    return Example(
+        batch.inputs[0][:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces
+    )
+
+
+def device_fields(example: Example, machine):
+    """``(device name, device, field, data[T, ...], TraceField)`` in each device's spec order."""
+    for name, device in zip(machine.names, machine.devices):
+        records = example.traces.get(name, {})
+        specs = device.trace_spec()
+        ordered = [k for k in specs if k in records] + [k for k in records if k not in specs]
+        for field in ordered:
+            data = np.asarray(records[field], dtype=np.float64)
+            spec = specs.get(field) or infer_field(field, data)
+            if spec.kind not in RENDERERS:
+                raise DifmachineError(f"trace field {name}.{field}: unknown kind {spec.kind!r}")
+            yield name, device, field, data, spec
+
+
+def _bits_panel(
+    title: str,
+    values: np.ndarray,
+    width: int,
+    errors: np.ndarray | None = None,
+    signed: bool = False,
+) -> list:
+    """``values[T, channels]`` as channel rows against time, one character per cell."""
+    m = values.T
+    cols = max(1, width - 8)
+    shown = pool(m, cols=cols)
+    err = pool(errors.T.astype(float), cols=cols) if errors is not None else None
+    scale = _Scale(m, signed, lo=0.0, hi=1.0)
+    out = [Text.assemble((title, "bold"), scale.legend())]
+    for r in range(shown.shape[0]):
+        text = Text(f"{r:>6} ", style="dim")
+        for t in range(shown.shape[1]):
+            c = scale.colour(float(shown[r, t]))
+            if c is None:
+                text.append("×", style=NAN_STYLE)
+            elif err is not None and err[r, t] > 0:
+                text.append("✗", style=f"bold red on {c}")
+            else:
+                text.append(" ", style=f"on {c}")
+        out.append(text)
+    return out
+
+
+def render(example: Example, machine, *, width: int = 100, title: str = "") -> Group:
+    """The whole trace as a rich renderable: inputs, targets, outputs, then every device."""
+    parts: list = []
+    if title:
+        parts.append(Text(title, style="bold underline"))
+    scored = example.loss_mask > 0
+    errors = ((example.predictions > 0.5) != (example.targets > 0.5)) & scored[:, None]
+    parts += _bits_panel("input", example.inputs, width)
+    parts += _bits_panel("target", example.targets * scored[:, None], width)
+    parts += _bits_panel(
+        f"output ({int(errors.sum())} wrong bits marked ✗)",
+        example.predictions * scored[:, None],
+        width,
+        errors,
+    )
+    current = None
+    for name, device, field, data, spec in device_fields(example, machine):
+        if name != current:
+            parts.append(Text(f"\n{name}: {device!r}", style="bold green"))
+            current = name
+        parts += RENDERERS[spec.kind](field, data, spec, width)
+    return Group(*parts)
+
+
+def print_trace(example: Example, machine, console: Console | None = None, title: str = "") -> None:
+    console = console or Console()
+    console.print(render(example, machine, width=console.width, title=title))
+
+
+# -- PNG --------------------------------------------------------------------------------------
+
+
+def save_png(example: Example, machine, path, title: str = "") -> None:
+    """The same panels with matplotlib (the optional ``[plot]`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DifmachineError(
+            "--png needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
+        ) from None
+    scored = example.loss_mask > 0
+    panels: list[tuple[str, np.ndarray, str]] = [
+        ("input", example.inputs.T, "bits"),
+        ("target", (example.targets * scored[:, None]).T, "bits"),
+        ("output", (example.predictions * scored[:, None]).T, "bits"),
+    ]
+    for name, _, field, data, spec in device_fields(example, machine):
+        if spec.kind in ("heatmap", "options"):
+            data = data[:, None] if data.ndim == 2 else data
+            for h in range(data.shape[1]):
+                label = spec.label.format(head=h) if "{head}" in spec.label else spec.label
+                m = data[:, h, :].T
+                rows = (
+                    active_rows(m)
+                    if m.shape[0] > MAX_ROWS and not spec.options
+                    else np.arange(m.shape[0])
+                )
+                panels.append(
+                    (f"{name}: {label}\n{spec.axis}s {rows[0]}..{rows[-1]}", m[rows], "heat")
+                )
+        else:
+            panels.append((f"{name}: {spec.label}", data.reshape(data.shape[0], -1), "line"))
+    heights = [max(1.0, min(4.0, p[1].shape[0] / 10)) if p[2] != "line" else 1.0 for p in panels]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(10, sum(heights) + 1),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (label, data, kind) in zip(axes[:, 0], panels):
+        if kind == "line":
+            ax.plot(data)
+            ax.set_xlim(0, max(1, data.shape[0] - 1))
+        else:
+            cmap = "gray_r" if kind == "bits" else "plasma"
+            ax.imshow(
+                np.where(np.isfinite(data), data, np.nan),
+                aspect="auto",
+                cmap=cmap,
+                interpolation="nearest",
+                vmin=0,
+                vmax=1 if kind == "bits" else None,
+            )
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("time step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["TraceField", "RENDERERS", "run_example", "render", "print_trace", "save_png", "pool"]

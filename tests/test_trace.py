@@ -1,0 +1,127 @@
+import io
+
+import numpy as np
+import pytest
+from conftest_programs import write_program
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+from typer.testing import CliRunner
+
+import difmachine as dm
+from difmachine.cli import app
+from difmachine.trace import RENDERERS, TraceField, active_rows, pool, render, run_example, save_png
+
+
+def draw(renderable, width=100):
+    console = Console(
+        file=io.StringIO(), force_terminal=True, width=width, color_system="truecolor"
+    )
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def renderable(lines):
+    from rich.console import Group
+
+    return Group(*lines)
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 2, 1000), (7, 1, 1), (30, 3, 5), (200, 1, 64)])
+@pytest.mark.parametrize("width", [20, 120])
+def test_every_kind_renders_odd_shapes(kind, shape, width):
+    data = np.random.default_rng(0).random(shape)
+    data[0, 0, 0] = np.nan
+    if data.size > 1:
+        data.flat[-1] = np.inf
+    spec = TraceField(
+        kind, "field", options=tuple(f"op{i}" for i in range(shape[2])) if kind == "options" else ()
+    )
+    if kind == "scalars":
+        data = data[..., 0]
+    text = draw(renderable(RENDERERS[kind]("field", data, spec, width)), width)
+    assert "×" in text  # NaN/inf marked
+    assert "field" in text
+    for line in text.splitlines():  # downsampled, never wrapped
+        assert len(_plain(line)) <= width
+
+
+def _plain(line):
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)
+
+
+@given(K=st.integers(2, 300), hot=st.lists(st.integers(0, 299), min_size=1, max_size=5))
+def test_active_rows_is_the_shortest_circular_run_covering_every_hot_row(K, hot):
+    hot = sorted({h % K for h in hot})
+    m = np.zeros((K, 3))
+    m[hot, 1] = 1.0
+    rows = active_rows(m)
+    assert set(hot) <= set(rows.tolist())
+    assert len(set(rows.tolist())) == len(rows)  # contiguous circular run, no repeats
+    assert all((b - a) % K == 1 for a, b in zip(rows, rows[1:]))
+    # no shorter circular run covers them: the excluded stretch is the largest gap
+    gaps = [((hot[(i + 1) % len(hot)] - hot[i]) % K or K) - 1 for i in range(len(hot))]
+    assert K - len(rows) == max(gaps)
+
+
+@given(r=st.integers(1, 40), c=st.integers(1, 40), rows=st.integers(1, 10), cols=st.integers(1, 10))
+def test_pool_keeps_the_maximum_and_bounds_the_shape(r, c, rows, cols):
+    m = np.random.default_rng(r * 100 + c).random((r, c))
+    p = pool(m, rows, cols)
+    assert p.shape == (min(r, rows), min(c, cols))
+    assert p.max() == m.max()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = write_program(tmp_path_factory.mktemp("trace") / "tiny.py", steps=2)
+    program = dm.load_program(path)
+    from difmachine.training import build
+
+    return path, program, build(program)
+
+
+def test_render_shows_inputs_outputs_and_every_head(tiny):
+    _, program, model = tiny
+    example = run_example(model, program.task, length=3, seed=1)
+    assert example.inputs.shape[0] == 7  # 2 * 3 + 1 real steps, padding trimmed
+    text = _plain(draw(render(example, model.machine, width=80)))
+    for needle in (
+        "input",
+        "target",
+        "output",
+        "write head 0 weighting",
+        "read head 0 weighting",
+        "write gate g",
+        "mean erase",
+        "time (7 steps)",
+    ):
+        assert needle in text
+
+
+def test_png_is_written(tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    _, program, model = tiny
+    example = run_example(model, program.task, length=2)
+    save_png(example, model.machine, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_cli_on_a_program_and_on_a_run(tiny, tmp_path):
+    path, _, _ = tiny
+    runner = CliRunner()
+    result = runner.invoke(app, ["trace", str(path), "--length", "2"])
+    assert result.exit_code == 0, result.output
+    assert "untrained" in result.output and "write head 0 weighting" in result.output
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(path), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(
+        app, ["trace", str(out), "--png", str(tmp_path / "x.png"), "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "at step 2" in result.output and (tmp_path / "x.png").exists()
+    result = runner.invoke(app, ["trace", str(out), "--length", "0"])
+    assert result.exit_code == 2 and "--length must be at least 1" in result.stderr
