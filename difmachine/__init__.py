@@ -24,7 +24,10 @@ from .program import load_program as load_program
 from .protocol import AbstractController as AbstractController
 from .protocol import AbstractDevice as AbstractDevice
 from .protocol import Field as Field
+from .tasks import AssociativeRecall as AssociativeRecall
 from .tasks import Copy as Copy
+from .tasks import PrioritySort as PrioritySort
+from .tasks import RepeatCopy as RepeatCopy
 from .training import evaluate as evaluate
 from .training import train as train
 

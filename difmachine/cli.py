@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import time
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -121,39 +121,72 @@ def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
     console.print(counts)
 
 
+def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | None]:
+    lengths: list[int] = list(repeated or [])
+    if text:
+        try:
+            lengths += [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise DifmachineError(
+                f"--lengths takes comma-separated integers like 10,20,40, got {text!r}"
+            ) from None
+    if any(n < 1 for n in lengths):
+        raise DifmachineError(f"lengths must be at least 1, got {lengths}")
+    return lengths or [None]
+
+
 @app.command("eval")
 @_user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/ntm_copy")],
-    length: Annotated[list[int] | None, typer.Option(help="Sequence length (repeatable).")] = None,
+    lengths: Annotated[
+        str | None, typer.Option(help="Comma-separated lengths, e.g. 10,20,40,80.")
+    ] = None,
+    length: Annotated[list[int] | None, typer.Option(help="One length (repeatable).")] = None,
     samples: Annotated[int, typer.Option(help="Fresh sequences per length.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation data.")] = 12345,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the table as JSON.")
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Also plot error against length to a PNG.")
+    ] = None,
 ):
-    """Evaluate a trained run on fresh sequences, optionally longer than in training."""
-    from .training import evaluate, load_run
+    """Evaluate a trained run on fresh sequences, also longer than in training."""
+    from .training import generalization, load_run, plot_generalization
 
     if samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
-    if length and any(n < 1 for n in length):
-        raise DifmachineError(f"--length must be at least 1, got {length}")
+    wanted = _parse_lengths(lengths, length)
     program, model, header = load_run(run_dir)
-    table = Table(title=f"{run_dir} at step {header['step']}")
-    table.add_column("length")
-    metric_names: list[str] = []
-    for L in length or [None]:
-        t0 = time.perf_counter()
-        metrics = evaluate(model, program.task, samples=samples, seed=seed, length=L)
-        if not metric_names:
-            metric_names = list(metrics)
-            for k in metric_names:
-                table.add_column(k, justify="right")
-            table.add_column("time (s)", justify="right")
-        table.add_row(
-            "train mix" if L is None else str(L),
-            *(f"{metrics[k]:.4g}" for k in metric_names),
-            f"{time.perf_counter() - t0:.1f}",
-        )
+    name = program.task.length_name
+    with console.status("evaluating..."):
+        rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
+    table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences per row")
+    table.add_column(name)
+    metric_names = [k for k in rows[0] if k not in (name, "seconds")]
+    for k in metric_names:
+        table.add_column(k, justify="right")
+    table.add_column("seconds", justify="right")
+    for row in rows:
+        label = "training mix" if row[name] is None else str(row[name])
+        table.add_row(label, *(f"{row[k]:.4g}" for k in metric_names), f"{row['seconds']:.1f}")
     console.print(table)
+    if json_out is not None:
+        payload = {
+            "run": str(run_dir),
+            "step": header["step"],
+            "samples": samples,
+            "seed": seed,
+            "rows": rows,
+        }
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+    if png is not None:
+        plot_generalization(
+            rows, name, program.task.main_metric, png, title=f"{run_dir} at step {header['step']}"
+        )
+        console.print(f"wrote {png}")
 
 
 @app.command()

@@ -370,15 +370,9 @@ def print_trace(example: Example, machine, console: Console | None = None, title
 
 def save_png(example: Example, machine, path, title: str = "") -> None:
     """The same panels with matplotlib (the optional ``[plot]`` extra)."""
-    try:
-        import matplotlib
+    from .training import _pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DifmachineError(
-            "--png needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
-        ) from None
+    plt = _pyplot()
     scored = example.loss_mask > 0
     panels: list[tuple[str, np.ndarray, str]] = [
         ("input", example.inputs.T, "bits"),

@@ -120,6 +120,48 @@ def evaluate(
     return {k: v / samples for k, v in totals.items()}
 
 
+def generalization(model, task, lengths, *, samples: int, seed: int) -> list[dict]:
+    """One row of mean metrics per length (``None`` = the training mix), with timing."""
+    eval_step = make_eval_step(task)
+    rows = []
+    for length in lengths:
+        t0 = time.perf_counter()
+        metrics = evaluate(
+            model, task, samples=samples, seed=seed, length=length, eval_step=eval_step
+        )
+        rows.append({task.length_name: length, **metrics, "seconds": time.perf_counter() - t0})
+    return rows
+
+
+def plot_generalization(rows, length_name: str, metric: str, path, title: str = "") -> None:
+    """Error against length, as a PNG (matplotlib from the ``[plot]`` extra)."""
+    plt = _pyplot()
+    points = [(r[length_name], r[metric]) for r in rows if r[length_name] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+    ax.set_xlabel(length_name)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DifmachineError(
+            "PNG output needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
+        ) from None
+    return plt
+
+
 @dataclass
 class RunResult:
     run_dir: Path

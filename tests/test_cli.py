@@ -44,6 +44,19 @@ def test_happy_path_run_show_eval_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert "bit_errors" in result.output and "5" in result.output
 
+    js = tmp_path / "gen.json"
+    result = invoke(
+        "eval", out, "--lengths", "1,4", "--samples", 4, "--json", js, "--png", tmp_path / "g.png"
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["length"] for r in rows] == [1, 4]
+    assert {"bit_errors", "bit_accuracy", "perfect"} <= set(rows[0])
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    one_line_error(invoke("eval", out, "--lengths", "4,x"), "comma-separated integers")
+
     result = invoke("run", program, "--out", out)
     one_line_error(result, "already holds a run", "--resume")
 

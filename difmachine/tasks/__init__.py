@@ -1,5 +1,9 @@
 """Tasks: batch generators with their losses and metrics."""
 
+from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
 from .copy import Copy as Copy
+from .graves import AssociativeRecall as AssociativeRecall
+from .graves import PrioritySort as PrioritySort
+from .graves import RepeatCopy as RepeatCopy

@@ -47,11 +47,48 @@ class AbstractTask(eqx.Module):
         """Outputs as shown in traces (e.g. probabilities for logits)."""
         return outputs
 
-    #: the metric the progress bar and early stopping watch, and whether lower is better
+    #: the metric the progress bar and early stopping watch (lower is better)
     main_metric: ClassVar[str] = "loss"
+    #: what ``sample(length=...)`` and ``difmachine eval --lengths`` vary ("length", "repeats", ...)
+    length_name: ClassVar[str] = "length"
 
 
 def masked_bce(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> jax.Array:
     """Binary cross-entropy with logits, summed over channels and scored steps."""
     per = jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
     return jnp.sum(per * loss_mask[:, None])
+
+
+class AbstractBitTask(AbstractTask):
+    """Tasks whose targets are bit vectors: BCE loss on logits, thresholded bit metrics.
+
+    Metrics per sequence: ``bit_errors`` (wrong bits on scored steps), ``bit_accuracy`` (fraction
+    of scored bits right) and ``perfect`` (1 if no bit is wrong).
+    """
+
+    main_metric: ClassVar[str] = "bit_errors"
+
+    def loss(self, outputs, targets, loss_mask):
+        return masked_bce(outputs, targets, loss_mask)
+
+    def metrics(self, outputs, targets, loss_mask):
+        wrong = jnp.sum(((outputs > 0) != (targets > 0.5)) * loss_mask[:, None])
+        scored = jnp.maximum(jnp.sum(loss_mask) * targets.shape[-1], 1.0)
+        return {
+            "bit_errors": wrong,
+            "bit_accuracy": 1.0 - wrong / scored,
+            "perfect": (wrong == 0).astype(jnp.float32),
+        }
+
+    def present(self, outputs):
+        return jax.nn.sigmoid(outputs)
+
+
+def check_range(task: str, name: str, lo: int, hi: int, minimum: int = 1) -> None:
+    if not (isinstance(lo, int) and isinstance(hi, int) and minimum <= lo <= hi):
+        raise ValueError(f"{task} needs {minimum} <= min_{name} <= max_{name}, got {lo}..{hi}")
+
+
+def positive(task: str, name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{task} {name} must be a positive integer, got {value!r}")

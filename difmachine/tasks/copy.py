@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .base import AbstractTask, Batch, masked_bce
+from .base import AbstractBitTask, Batch, check_range, positive
 
 
-class Copy(AbstractTask):
+class Copy(AbstractBitTask):
     """Copy a sequence of random ``bits``-bit vectors after a delimiter.
 
     Input channels: ``bits`` data bits plus one delimiter channel. A sequence of length ``L``
@@ -20,24 +16,15 @@ class Copy(AbstractTask):
     machine must output the sequence (the scored steps). Batches are padded to
     ``2 * max_length + 1`` steps so every batch has one shape; lengths are drawn uniformly from
     ``[min_length, max_length]`` per sequence.
-
-    Loss: binary cross-entropy summed over bits, averaged over sequences. Metric: ``bit_errors``,
-    the number of wrong bits per sequence after thresholding the output at 0.5.
     """
 
     bits: int = eqx.field(static=True, default=8)
     min_length: int = eqx.field(static=True, default=1)
     max_length: int = eqx.field(static=True, default=20)
 
-    main_metric: ClassVar[str] = "bit_errors"
-
     def __check_init__(self):
-        if not isinstance(self.bits, int) or self.bits < 1:
-            raise ValueError(f"Copy bits must be a positive integer, got {self.bits!r}")
-        if not (isinstance(self.min_length, int) and 1 <= self.min_length <= self.max_length):
-            raise ValueError(
-                f"Copy lengths need 1 <= min_length <= max_length, got {self.min_length}..{self.max_length}"
-            )
+        positive("Copy", "bits", self.bits)
+        check_range("Copy", "length", self.min_length, self.max_length)
 
     @property
     def input_size(self) -> int:
@@ -66,13 +53,3 @@ class Copy(AbstractTask):
             mask[b, : 2 * L + 1] = 1.0
             loss_mask[b, L + 1 : 2 * L + 1] = 1.0
         return Batch(inputs, targets, mask, loss_mask)
-
-    def loss(self, outputs, targets, loss_mask):
-        return masked_bce(outputs, targets, loss_mask)
-
-    def present(self, outputs):
-        return jax.nn.sigmoid(outputs)
-
-    def metrics(self, outputs, targets, loss_mask):
-        wrong = (outputs > 0) != (targets > 0.5)
-        return {"bit_errors": jnp.sum(wrong * loss_mask[:, None])}
