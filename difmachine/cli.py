@@ -56,14 +56,25 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
     ] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
+    ] = None,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves)."""
-    from .program import load_program
-    from .training import train
+    from . import checkpoint
+    from .program import load_program, parse_overrides
+    from .training import CHECKPOINT, train
 
-    program = load_program(program_file).replace(steps=steps, batch_size=batch_size, seed=seed)
     name = _program_name(program_file)
     run_dir = out if out is not None else Path("runs") / name
+    overrides = parse_overrides(set_)
+    if resume and not overrides and (run_dir / CHECKPOINT).exists():  # resume as it was started
+        overrides = (
+            checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
+        )
+    program = load_program(program_file, overrides).replace(
+        steps=steps, batch_size=batch_size, seed=seed
+    )
     console.print(
         f"[bold]{name}[/bold]: {program.steps} steps of {program.batch_size} sequences, "
         f"seed {program.seed}, saving to {run_dir}"
@@ -86,12 +97,17 @@ def run(
 
 @app.command()
 @_user_errors
-def show(program_file: Annotated[Path, typer.Argument(help="A program file.")]):
+def show(
+    program_file: Annotated[Path, typer.Argument(help="A program file.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
+    ] = None,
+):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
-    from .program import load_program
+    from .program import load_program, parse_overrides
     from .training import build
 
-    program = load_program(program_file)
+    program = load_program(program_file, parse_overrides(set_))
     model = build(program)
     machine = model.machine
     console.print(
@@ -208,9 +224,9 @@ def trace(
     if length is not None and length < 1:
         raise DifmachineError(f"--length must be at least 1, got {length}")
     if target.suffix == ".py":
-        from .program import load_program
+        from .program import load_program, parse_overrides
 
-        program = load_program(target)
+        program = load_program(target, parse_overrides(set_))
         model, title = build(program), f"{target} (untrained)"
     else:
         program, model, header = load_run(target)

@@ -30,6 +30,8 @@ from ._init import glorot, zeros
 from .halting import AbstractHalting, Fixed
 from .protocol import AbstractController, AbstractDevice, Field, activate
 
+HALTING = "halting"  # key of the halting policy's parameters and trace records
+
 
 class Machine(eqx.Module):
     """A controller, any number of named devices and a halting policy.
@@ -71,6 +73,10 @@ class Machine(eqx.Module):
                 )
         if len(set(names)) != len(names):
             raise ValueError(f"Machine device names must be distinct, got {names}")
+        if HALTING in names:
+            raise ValueError(
+                f"Machine device name {HALTING!r} is reserved for the halting policy's trace"
+            )
         self.controller = controller
         self.devices = devs
         self.names = names
@@ -123,7 +129,7 @@ class CompiledMachine(eqx.Module):
         ctrl = machine.controller
         H, G, R = ctrl.output_size, ctrl.input_width, machine.read_size
         n_iface = sum(s.field.size for s in machine.layout())
-        k_ctrl, k_x, k_r, k_i, k_o, k_dev = jax.random.split(key, 6)
+        k_ctrl, k_x, k_r, k_i, k_o, k_dev, k_halt = jax.random.split(key, 7)
         dev_keys = jax.random.split(k_dev, max(1, len(machine.devices)))
         params = {
             "controller": ctrl.init_params(k_ctrl),
@@ -131,6 +137,7 @@ class CompiledMachine(eqx.Module):
                 name: dev.init_params(k)
                 for name, dev, k in zip(machine.names, machine.devices, dev_keys)
             },
+            HALTING: machine.halting.init_params(k_halt, H, G),
             "W_x": glorot(k_x, input_size, G),
             "W_r": glorot(k_r, R, G),
             "W_i": glorot(k_i, H, n_iface),
@@ -176,7 +183,8 @@ class CompiledMachine(eqx.Module):
 
         Returns ``(ys[T, output_size], aux)``; ``aux["trace"]`` holds the devices' stacked trace
         records when ``trace=True``, ``aux["losses"]`` the halting policy's auxiliary losses
-        (summed over real steps) and ``aux["state"]`` the final carried state.
+        (summed over real steps), ``aux["stats"]`` the means over real steps of its scalar trace
+        records (e.g. ACT's ponder) and ``aux["state"]`` the final carried state.
         """
         p = self.params
         T = xs.shape[0]
@@ -186,18 +194,26 @@ class CompiledMachine(eqx.Module):
 
         def body(carry, inputs):
             z, m = inputs
-            new, (h, reads, traces), losses = halting.run(self.cell, carry, z)
+            new, (h, reads, traces), losses, halting_trace = halting.run(
+                p[HALTING], self.cell, carry, z
+            )
             carry = jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, carry)
             losses = {k: v * m for k, v in losses.items()}
-            return carry, (h, reads, traces if trace else {}, losses)
+            stats = {k: v * m for k, v in halting_trace.items() if v.ndim == 0}
+            if halting_trace:
+                traces = {**traces, HALTING: halting_trace}
+            return carry, (h, reads, traces if trace else {}, losses, stats)
 
         if self.remat:
             body = jax.checkpoint(body)
-        final, (hs, rs, traces, losses) = jax.lax.scan(body, self.init_carry(context), (zx, mask))
+        final, (hs, rs, traces, losses, stats) = jax.lax.scan(
+            body, self.init_carry(context), (zx, mask)
+        )
         ys = jnp.concatenate([hs, rs], axis=-1) @ p["W_o"] + p["b_o"][None, :]
         aux = {
             "trace": traces,
             "losses": {k: jnp.sum(v) for k, v in losses.items()},
+            "stats": {k: jnp.sum(v) / jnp.maximum(jnp.sum(mask), 1.0) for k, v in stats.items()},
             "state": final,
         }
         return ys, aux
@@ -209,6 +225,8 @@ class CompiledMachine(eqx.Module):
         counts = {"controller": _count(p["controller"]) + _count(p["W_x"]) + _count(p["W_r"])}
         for name in self.machine.names:
             counts[f"device {name}"] = _count(p["devices"][name])
+        if jax.tree.leaves(p[HALTING]):
+            counts["halting"] = _count(p[HALTING])
         counts["interface projection"] = _count(p["W_i"]) + _count(p["b_i"])
         counts["output projection"] = _count(p["W_o"]) + _count(p["b_o"])
         return counts

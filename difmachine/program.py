@@ -27,6 +27,8 @@ class Program:
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
     - ``target``: stop early once the evaluated main metric is at or below this value.
     - ``remat``: recompute each time step in the backward pass instead of storing it.
+    - ``overrides``: the ``--set name=value`` parameters the program was loaded with (filled in by
+      :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
     """
 
     machine: Machine
@@ -43,6 +45,7 @@ class Program:
     log_every: int = 10
     target: float | None = None
     remat: bool = False
+    overrides: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.machine, Machine):
@@ -89,14 +92,71 @@ class Program:
             "eval_samples": self.eval_samples,
             "target": self.target,
             "remat": self.remat,
+            "overrides": self.overrides,
             "machine": repr(self.machine),
             "task": repr(self.task),
         }
 
 
-def load_program(path: str | Path) -> Program:
-    """Import a program file and return its ``program``; every failure is a one-line ProgramError."""
-    path = Path(path)
+_overrides: dict[str, str] = {}
+_used: set[str] = set()
+
+
+def param(name: str, default):
+    """A program parameter that ``difmachine run FILE --set name=value`` can override.
+
+    In a program file: ``bits = dm.param("bits", 16)``. The override is converted to the type
+    of ``default`` (int, float, bool or str); a bad value is a clear error.
+    """
+    _used.add(name)
+    if name not in _overrides:
+        return default
+    text = _overrides[name]
+    kind = type(default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        return kind(text)
+    except ValueError:
+        raise ProgramError(
+            f"--set {name}={text}: expected a {kind.__name__} like {default!r}"
+        ) from None
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """``["bits=64", "lr=0.01"]`` -> ``{"bits": "64", "lr": "0.01"}``."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ProgramError(f"--set takes name=value, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def load_program(path: str | Path, overrides: dict[str, str] | None = None) -> Program:
+    """Import a program file and return its ``program``; every failure is a one-line ProgramError.
+
+    ``overrides`` are the values of :func:`param` calls in the file (``--set name=value``).
+    """
+    _overrides.clear()
+    _overrides.update(overrides or {})
+    _used.clear()
+    try:
+        program = _load(Path(path))
+    finally:
+        unknown = set(_overrides) - _used
+        _overrides.clear()
+    if unknown:
+        raise ProgramError(
+            f"{path} has no parameter {', '.join(sorted(unknown))} (it reads: {', '.join(sorted(_used)) or 'none'})"
+        )
+    return dataclasses.replace(program, overrides=dict(overrides or {}))
+
+
+def _load(path: Path) -> Program:
     if not path.exists():
         raise ProgramError(f"{path}: no such program file (try one of programs/*.py)")
     if path.is_dir():

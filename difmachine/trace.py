@@ -295,8 +295,10 @@ def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Exa
 
 
 def device_fields(example: Example, machine):
-    """``(device name, device, field, data[T, ...], TraceField)`` in each device's spec order."""
-    for name, device in zip(machine.names, machine.devices):
+    """``(device name, device, field, data[T, ...], TraceField)`` in each device's spec order;
+    the halting policy's records come last, under the name ``halting``."""
+    parts = [*zip(machine.names, machine.devices), ("halting", machine.halting)]
+    for name, device in parts:
         records = example.traces.get(name, {})
         specs = device.trace_spec()
         ordered = [k for k in specs if k in records] + [k for k in records if k not in specs]

@@ -57,7 +57,8 @@ def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch):
         k: jnp.mean(v)
         for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()
     }
-    return total, {"loss": task_loss, **extra, **metrics}
+    stats = {k: jnp.mean(v) for k, v in aux["stats"].items()}
+    return total, {"loss": task_loss, **extra, **metrics, **stats}
 
 
 def _all_finite(tree) -> jax.Array:
@@ -189,7 +190,10 @@ def load_run(run_dir: str | Path) -> tuple[Program, CompiledMachine, dict]:
         raise DifmachineError(
             f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
         )
-    program = load_program(source)
+    overrides = (
+        checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
+    )
+    program = load_program(source, overrides)
     model = build(program)
     (model, _), header = checkpoint.load(
         run_dir / CHECKPOINT,
@@ -285,6 +289,8 @@ def train(
                     rate = window_steps * program.batch_size / (now - window_start)
                     window_start, window_steps = now, 0
                     stats = f"loss {last['loss']:.4f}  {main} {last[main]:.3f}  {rate:.0f} seq/s"
+                    if "ponder" in last:
+                        stats += f"  ponder {last['ponder']:.2f}"
                     if refused:
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)

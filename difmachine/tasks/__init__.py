@@ -7,3 +7,4 @@ from .copy import Copy as Copy
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
+from .parity import Parity as Parity
