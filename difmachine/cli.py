@@ -216,6 +216,9 @@ def trace(
     png: Annotated[
         Path | None, typer.Option(help="Also write the figure to this PNG file.")
     ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Program parameter name=value (program files).")
+    ] = None,
 ):
     """Run the machine on one fresh example and draw what every device did."""
     from .trace import print_trace, run_example, save_png
