@@ -147,3 +147,37 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "defines no `program`" in proc.stderr
+
+
+PARAM_PROGRAM = """
+import optax
+import difmachine as dm
+
+program = dm.Program(
+    machine=dm.Machine(dm.RNN(dm.param("hidden", 4)), halting=dm.ACT(max_ponder=3)),
+    task=dm.Parity(bits=dm.param("bits", 3)),
+    optimizer=optax.adam(1e-2),
+    batch_size=4, steps=2, eval_every=2, eval_samples=4,
+)
+"""
+
+
+def test_program_parameters_with_set(tmp_path):
+    path = tmp_path / "p.py"
+    path.write_text(PARAM_PROGRAM)
+    out = tmp_path / "run"
+    result = invoke("run", path, "--out", out, "--set", "bits=5", "--set", "hidden=6")
+    assert result.exit_code == 0, result.output
+    # eval and trace rebuild the machine with the same parameters (from the checkpoint)
+    result = invoke("eval", out, "--lengths", "1,5", "--samples", 4)
+    assert result.exit_code == 0, result.output
+    assert "nonzeros" in result.output and "ponder" in result.output
+    result = invoke("trace", out)
+    assert result.exit_code == 0, result.output
+    assert "halting weights" in result.output
+    # resuming without --set keeps them
+    result = invoke("run", path, "--out", out, "--resume", "--steps", 3)
+    assert result.exit_code == 0, result.output
+    one_line_error(invoke("show", path, "--set", "bits=x"), "expected a int")
+    one_line_error(invoke("show", path, "--set", "colour=red"), "no parameter colour", "bits, hidden")
+    one_line_error(invoke("show", path, "--set", "bits"), "name=value")
