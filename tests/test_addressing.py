@@ -200,11 +200,17 @@ def address_batched(memory, key, beta, gate, s, gamma, w_prev, offsets):
 
 
 def _address_loss(memory, key, beta, gamma, gate, s, w_prev, c, offsets):
-    return jnp.sum(c * A.address(memory, key, beta, gate, s, gamma, w_prev, offsets))
+    """A non-trivial scalar of ``address``; the intermediate values ride along as aux."""
+    out = A.address(memory, key, beta, gate, s, gamma, w_prev, offsets)
+    aux = (A.cosine_similarity(memory, key), A.content_weights(memory, key, beta), out)
+    return jnp.sum(c * out), aux
 
 
+#: ``((loss, (cosine, content weights, address)), grads wrt memory, key, beta, gamma)``, so the
+#: degenerate-input test compiles one function per shape.
 address_grads_j = jax.jit(
-    jax.value_and_grad(_address_loss, argnums=(0, 1, 2, 3)), static_argnames="offsets"
+    jax.value_and_grad(_address_loss, argnums=(0, 1, 2, 3), has_aux=True),
+    static_argnames="offsets",
 )
 
 
@@ -449,16 +455,14 @@ def test_zero_memory_and_key_give_finite_values_and_gradients(data, zero):
         s = data.draw(one_hots(len(offsets)))
     c = data.draw(arrays(n))
 
-    cos = cosine_j(memory, key)
-    wc = content_j(memory, key, beta)
+    (value, (cos, wc, out)), grads = address_grads_j(
+        memory, key, beta, gamma, gate, s, w_prev, c, offsets=offsets
+    )
     assert_all_finite((cos, wc))
     if zero != "rows":  # all-zero memory or key: every cosine is 0, content weights are uniform
         np.testing.assert_allclose(np.asarray(cos), 0.0, atol=1e-7)
         np.testing.assert_allclose(np.asarray(wc), np.full(n, 1.0 / n), rtol=1e-6)
-
-    out = address_j(memory, key, beta, gate, s, gamma, w_prev, offsets=offsets)
     assert_distribution(out, "address")
-    value, grads = address_grads_j(memory, key, beta, gamma, gate, s, w_prev, c, offsets=offsets)
     assert_all_finite((value, grads))
     assert grads[0].shape == (n, width) and grads[1].shape == (width,)
 
@@ -529,8 +533,9 @@ def test_address_gradients_match_finite_differences_float64(data):
     with jax.enable_x64(True):
         args64 = tuple(jnp.asarray(a, jnp.float64) for a in args)
         assert all(a.dtype == jnp.float64 for a in args64)
+        assert address_j(*args64, offsets=offsets).dtype == jnp.float64
         check_grads(
-            functools.partial(A.address, offsets=offsets),
+            functools.partial(address_j, offsets=offsets),  # jitted: one compile per shape
             args64,
             order=1,
             modes=["rev"],
