@@ -13,6 +13,10 @@ from .controllers import GRU as GRU
 from .controllers import LSTM as LSTM
 from .controllers import MLP as MLP
 from .controllers import RNN as RNN
+from .devices import JoulinStack as JoulinStack
+from .devices import NeuralDeque as NeuralDeque
+from .devices import NeuralQueue as NeuralQueue
+from .devices import NeuralStack as NeuralStack
 from .devices import NTMMemory as NTMMemory
 from .errors import CheckpointError as CheckpointError
 from .errors import DifmachineError as DifmachineError

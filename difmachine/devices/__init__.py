@@ -1,3 +1,7 @@
 """Devices: one module per family."""
 
 from .ntm import NTMMemory as NTMMemory
+from .structures import JoulinStack as JoulinStack
+from .structures import NeuralDeque as NeuralDeque
+from .structures import NeuralQueue as NeuralQueue
+from .structures import NeuralStack as NeuralStack
