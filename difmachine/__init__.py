@@ -31,11 +31,15 @@ from .program import param as param
 from .protocol import AbstractController as AbstractController
 from .protocol import AbstractDevice as AbstractDevice
 from .protocol import Field as Field
+from .tasks import AnBn as AnBn
 from .tasks import AssociativeRecall as AssociativeRecall
+from .tasks import BigramFlip as BigramFlip
 from .tasks import Copy as Copy
 from .tasks import Parity as Parity
 from .tasks import PrioritySort as PrioritySort
 from .tasks import RepeatCopy as RepeatCopy
+from .tasks import Reverse as Reverse
+from .tasks import SymbolCopy as SymbolCopy
 from .training import evaluate as evaluate
 from .training import train as train
 

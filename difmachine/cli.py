@@ -217,7 +217,8 @@ def trace(
         Path | None, typer.Option(help="Also write the figure to this PNG file.")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Program parameter name=value (program files).")
+        list[str] | None,
+        typer.Option("--set", help="Program parameter name=value (program files)."),
     ] = None,
 ):
     """Run the machine on one fresh example and draw what every device did."""
@@ -240,6 +241,26 @@ def trace(
     if png is not None:
         save_png(example, model.machine, png, title=title)
         console.print(f"wrote {png}")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+@_user_errors
+def bench(ctx: typer.Context):
+    """Run a benchmark from the source checkout's bench/ (ntm_step, scaling, time_to_solve, ...)."""
+    import importlib
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__main__.py").exists():
+        raise DifmachineError(
+            "bench/ is part of the source checkout: run this from a git clone (pip install -e .)"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    raise typer.Exit(importlib.import_module("bench.__main__").main(list(ctx.args)))
 
 
 def main() -> None:

@@ -376,10 +376,10 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
 
     plt = _pyplot()
     scored = example.loss_mask > 0
-    panels: list[tuple[str, np.ndarray, str]] = [
-        ("input", example.inputs.T, "bits"),
-        ("target", (example.targets * scored[:, None]).T, "bits"),
-        ("output", (example.predictions * scored[:, None]).T, "bits"),
+    panels: list[tuple[str, np.ndarray, str, list[str] | None]] = [
+        ("input", example.inputs.T, "bits", None),
+        ("target", (example.targets * scored[:, None]).T, "bits", None),
+        ("output", (example.predictions * scored[:, None]).T, "bits", None),
     ]
     for name, _, field, data, spec in device_fields(example, machine):
         if spec.kind in ("heatmap", "options"):
@@ -387,16 +387,13 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
             for h in range(data.shape[1]):
                 label = spec.label.format(head=h) if "{head}" in spec.label else spec.label
                 m = data[:, h, :].T
-                rows = (
-                    active_rows(m)
-                    if m.shape[0] > MAX_ROWS and not spec.options
-                    else np.arange(m.shape[0])
-                )
-                panels.append(
-                    (f"{name}: {label}\n{spec.axis}s {rows[0]}..{rows[-1]}", m[rows], "heat")
-                )
+                crop = m.shape[0] > MAX_ROWS and not spec.options
+                rows = active_rows(m) if crop else np.arange(m.shape[0])
+                names = list(spec.options) if spec.options else [str(r) for r in rows]
+                kind = "signed" if spec.signed or np.nanmin(m) < 0 else "heat"
+                panels.append((f"{name}: {label}\n({spec.axis})", m[rows], kind, names))
         else:
-            panels.append((f"{name}: {spec.label}", data.reshape(data.shape[0], -1), "line"))
+            panels.append((f"{name}: {spec.label}", data.reshape(data.shape[0], -1), "line", None))
     heights = [max(1.0, min(4.0, p[1].shape[0] / 10)) if p[2] != "line" else 1.0 for p in panels]
     fig, axes = plt.subplots(
         len(panels),
@@ -405,20 +402,24 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
-    for ax, (label, data, kind) in zip(axes[:, 0], panels):
+    for ax, (label, data, kind, row_names) in zip(axes[:, 0], panels):
         if kind == "line":
             ax.plot(data)
             ax.set_xlim(0, max(1, data.shape[0] - 1))
         else:
-            cmap = "gray_r" if kind == "bits" else "plasma"
-            ax.imshow(
-                np.where(np.isfinite(data), data, np.nan),
-                aspect="auto",
-                cmap=cmap,
-                interpolation="nearest",
-                vmin=0,
-                vmax=1 if kind == "bits" else None,
-            )
+            finite = np.where(np.isfinite(data), data, np.nan)
+            limit = float(np.nanmax(np.abs(finite))) if np.isfinite(finite).any() else 1.0
+            style = {
+                "bits": {"cmap": "gray_r", "vmin": 0, "vmax": 1},
+                "heat": {"cmap": "plasma", "vmin": 0},
+                "signed": {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit},
+            }[kind]
+            ax.imshow(finite, aspect="auto", interpolation="nearest", **style)
+            if row_names is not None:  # label rows by slot/option, not by drawn row
+                ticks = np.unique(
+                    np.linspace(0, len(row_names) - 1, min(8, len(row_names))).astype(int)
+                )
+                ax.set_yticks(ticks, [row_names[i] for i in ticks])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time step")

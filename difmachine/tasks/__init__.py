@@ -8,3 +8,8 @@ from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
 from .parity import Parity as Parity
+from .symbols import AbstractSymbolTask as AbstractSymbolTask
+from .symbols import AnBn as AnBn
+from .symbols import BigramFlip as BigramFlip
+from .symbols import Reverse as Reverse
+from .symbols import SymbolCopy as SymbolCopy
