@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
+from .errors import DifmachineError
 from .halting import AbstractHalting, Fixed
 from .protocol import AbstractController, AbstractDevice, Field, activate
 
@@ -188,6 +189,12 @@ class CompiledMachine(eqx.Module):
         """
         p = self.params
         T = xs.shape[0]
+        steps = T * self.machine.halting.inner_steps
+        for name, dev in zip(self.machine.names, self.machine.devices):
+            try:
+                dev.check_length(steps)  # shapes are static: this runs once, while tracing
+            except ValueError as e:
+                raise DifmachineError(f"device {name!r}: {e}") from None
         mask = jnp.ones((T,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         zx = xs.astype(jnp.float32) @ p["W_x"]
         halting = self.machine.halting

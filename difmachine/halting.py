@@ -36,6 +36,11 @@ class AbstractHalting(eqx.Module):
     def trace_spec(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def inner_steps(self) -> int:
+        """The most cell steps one input step can take."""
+        return 1
+
 
 class Fixed(AbstractHalting):
     """Exactly ``n`` inner steps per input step, each seeing the same input; the output is the
@@ -46,6 +51,10 @@ class Fixed(AbstractHalting):
     def __check_init__(self):
         if not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"Fixed(n) needs n >= 1 inner steps, got {self.n!r}")
+
+    @property
+    def inner_steps(self) -> int:
+        return self.n
 
     def run(self, params, cell, carry, z):
         if self.n == 1:
@@ -125,6 +134,10 @@ class ACT(AbstractHalting):
             "b": full((), self.halting_bias),
             "flag": glorot(k_flag, 1, input_width)[0],
         }
+
+    @property
+    def inner_steps(self) -> int:
+        return self.max_ponder
 
     def halting_unit(self, params, h: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(h @ params["w"] + params["b"])

@@ -26,7 +26,9 @@ class Program:
     - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
     - ``target``: stop early once the evaluated main metric is at or below this value.
-    - ``remat``: recompute each time step in the backward pass instead of storing it.
+    - ``remat``: recompute each time step in the backward pass instead of storing it (default:
+      it cuts the memory traffic that bounds the step at batch >= 16; 1.6x at batch 16 for the
+      NTM, bench/FINDINGS.md).
     - ``overrides``: the ``--set name=value`` parameters the program was loaded with (filled in by
       :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
     """
@@ -44,7 +46,7 @@ class Program:
     checkpoint_every: int = 500
     log_every: int = 10
     target: float | None = None
-    remat: bool = False
+    remat: bool = True
     overrides: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):

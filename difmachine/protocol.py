@@ -74,6 +74,17 @@ class AbstractDevice(eqx.Module):
         self, params: Any, state: Any, iface: dict[str, jax.Array]
     ) -> tuple[Any, Any, dict]: ...
 
+    def check_length(self, steps: int) -> None:
+        """Raise ``ValueError`` if the device cannot run ``steps`` cell steps (fixed-capacity
+        buffers); the compiler calls it with the sequence length times the inner steps."""
+
+    def trace_spec(self) -> dict[str, Any]:
+        """How to draw each trace field: ``{field: difmachine.trace.TraceField(kind, label, ...)}``.
+
+        Fields not listed are drawn by their rank (``[T, heads, K]`` as heatmaps, else lines).
+        """
+        return {}
+
 
 class AbstractController(eqx.Module):
     """A controller network.

@@ -179,5 +179,7 @@ def test_program_parameters_with_set(tmp_path):
     result = invoke("run", path, "--out", out, "--resume", "--steps", 3)
     assert result.exit_code == 0, result.output
     one_line_error(invoke("show", path, "--set", "bits=x"), "expected a int")
-    one_line_error(invoke("show", path, "--set", "colour=red"), "no parameter colour", "bits, hidden")
+    one_line_error(
+        invoke("show", path, "--set", "colour=red"), "no parameter colour", "bits, hidden"
+    )
     one_line_error(invoke("show", path, "--set", "bits"), "name=value")

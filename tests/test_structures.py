@@ -589,3 +589,44 @@ def test_interfaces_and_read_sizes():
 def test_invalid_specs_say_what_to_fix(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_the_compiler_refuses_sequences_longer_than_a_devices_capacity():
+    machine = dm.Machine(
+        dm.LSTM(4), {"stack": dm.NeuralStack(width=2, capacity=6)}, halting=dm.Fixed(2)
+    )
+    model = dm.compile(machine, 3, 2, key=jax.random.PRNGKey(0))
+    model(jnp.ones((3, 3)))  # 3 steps x 2 inner steps = 6 fits
+    with pytest.raises(
+        dm.DifmachineError, match="device 'stack'.*capacity 6 is smaller than the 8"
+    ):
+        model(jnp.ones((4, 3)))
+
+
+def test_a_stack_and_ntm_machine_trains_a_few_steps(tmp_path):
+    import os
+
+    import optax
+    from rich.console import Console
+
+    program = dm.Program(
+        machine=dm.Machine(
+            dm.LSTM(8),
+            {
+                "stack": dm.NeuralStack(width=3, capacity=9),
+                "memory": dm.NTMMemory(slots=6, width=3),
+            },
+        ),
+        task=dm.Copy(bits=2, max_length=4),
+        optimizer=optax.adam(1e-2),
+        batch_size=4,
+        steps=30,
+        eval_every=30,
+        eval_samples=64,
+    )
+    from difmachine.training import build, train
+
+    before = dm.evaluate(build(program), program.task, samples=64, seed=3)["loss"]
+    result = train(program, tmp_path / "run", console=Console(file=open(os.devnull, "w")))
+    assert result.step == 30 and result.refused == 0
+    assert result.metrics["eval_loss"] < before
