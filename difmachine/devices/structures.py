@@ -149,7 +149,31 @@ def _single_ended_step(capacity, state, iface, pop, read_weights):
     return w @ values, new_state, trace
 
 
-class NeuralStack(_AbstractContinuousStructure):
+class _AbstractSingleEnded(_AbstractContinuousStructure):
+    """A stack or a queue: one ``value``/``push``/``pop`` interface; subclasses say which end
+    pops and reads (``_pop``, ``_read_weights``)."""
+
+    width: eqx.AbstractVar[int]
+    capacity: eqx.AbstractVar[int]
+
+    def interface(self) -> dict[str, Field]:
+        return _single_ended_fields(self.width)
+
+    @property
+    def read_size(self) -> int:
+        return self.width
+
+    def init_state(self, params, context=None):
+        return _single_ended_state(self.capacity, self.width)
+
+    def trace_spec(self):
+        return _single_ended_trace_spec()
+
+    def step(self, params, state, iface):
+        return _single_ended_step(self.capacity, state, iface, self._pop, self._read_weights)
+
+
+class NeuralStack(_AbstractSingleEnded):
     """A continuous stack of ``width``-vectors (Grefenstette et al. 2015), ``capacity`` slots.
 
     State: values ``V[capacity, width]``, strengths ``s[capacity]`` and the step counter ``t``
@@ -169,24 +193,11 @@ class NeuralStack(_AbstractContinuousStructure):
     width: int = eqx.field(static=True)
     capacity: int = eqx.field(static=True)
 
-    def interface(self) -> dict[str, Field]:
-        return _single_ended_fields(self.width)
-
-    @property
-    def read_size(self) -> int:
-        return self.width
-
-    def init_state(self, params, context=None):
-        return _single_ended_state(self.capacity, self.width)
-
-    def trace_spec(self):
-        return _single_ended_trace_spec()
-
-    def step(self, params, state, iface):
-        return _single_ended_step(self.capacity, state, iface, pop_top, top_read_weights)
+    _pop = staticmethod(pop_top)
+    _read_weights = staticmethod(top_read_weights)
 
 
-class NeuralQueue(_AbstractContinuousStructure):
+class NeuralQueue(_AbstractSingleEnded):
     """A continuous first-in-first-out queue (Grefenstette et al. 2015), ``capacity`` slots.
 
     Same state, interface and push as :class:`NeuralStack`, but pops and reads take from the
@@ -203,21 +214,8 @@ class NeuralQueue(_AbstractContinuousStructure):
     width: int = eqx.field(static=True)
     capacity: int = eqx.field(static=True)
 
-    def interface(self) -> dict[str, Field]:
-        return _single_ended_fields(self.width)
-
-    @property
-    def read_size(self) -> int:
-        return self.width
-
-    def init_state(self, params, context=None):
-        return _single_ended_state(self.capacity, self.width)
-
-    def trace_spec(self):
-        return _single_ended_trace_spec()
-
-    def step(self, params, state, iface):
-        return _single_ended_step(self.capacity, state, iface, pop_bottom, bottom_read_weights)
+    _pop = staticmethod(pop_bottom)
+    _read_weights = staticmethod(bottom_read_weights)
 
 
 class NeuralDeque(_AbstractContinuousStructure):
