@@ -125,3 +125,20 @@ def test_trace_cli_on_a_program_and_on_a_run(tiny, tmp_path):
     assert "at step 2" in result.output and (tmp_path / "x.png").exists()
     result = runner.invoke(app, ["trace", str(out), "--length", "0"])
     assert result.exit_code == 2 and "--length must be at least 1" in result.stderr
+
+
+def test_png_without_matplotlib_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    _, program, model = tiny
+    example = run_example(model, program.task, length=2)
+    with pytest.raises(dm.DifmachineError, match=r"pip install -e '\.\[plot\]'"):
+        save_png(example, model.machine, tmp_path / "t.png")
