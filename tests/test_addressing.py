@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_all_finite
 from hypothesis import given, settings
 from jax.test_util import check_grads
 
 from difmachine import addressing as A
+from difmachine.testing import assert_finite as assert_all_finite
 
 # --------------------------------------------------------------------------------------------
 # Strategies (all bounded; no NaN, inf or subnormals).
