@@ -183,3 +183,12 @@ def test_program_parameters_with_set(tmp_path):
         invoke("show", path, "--set", "colour=red"), "no parameter colour", "bits, hidden"
     )
     one_line_error(invoke("show", path, "--set", "bits"), "name=value")
+
+
+def test_error_messages_keep_their_brackets(tmp_path):
+    # rich markup must not eat "[plot]"-like text in an error message
+    path = tmp_path / "bad.py"
+    path.write_text(
+        "import difmachine as dm\nraise dm.ProgramError(\"pip install -e '.[plot]'\")\n"
+    )
+    one_line_error(invoke("show", path), "'.[plot]'")
