@@ -84,6 +84,14 @@ class AbstractBitTask(AbstractTask):
         return jax.nn.sigmoid(outputs)
 
 
+def draw_sizes(rng: np.random.Generator, batch_size: int, lo: int, hi: int, fixed: int | None):
+    """Per-sequence sizes drawn uniformly from ``[lo, hi]``, or all ``fixed`` when given (for
+    evaluation), and the largest size the batch must be padded for: ``(sizes, largest)``."""
+    if fixed is None:
+        return rng.integers(lo, hi + 1, size=batch_size), hi
+    return np.full(batch_size, int(fixed)), int(fixed)
+
+
 def check_range(task: str, name: str, lo: int, hi: int, minimum: int = 1) -> None:
     if not (isinstance(lo, int) and isinstance(hi, int) and minimum <= lo <= hi):
         raise ValueError(f"{task} needs {minimum} <= min_{name} <= max_{name}, got {lo}..{hi}")

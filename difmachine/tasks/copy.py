@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import numpy as np
 
-from .base import AbstractBitTask, Batch, check_range, positive
+from .base import AbstractBitTask, Batch, check_range, draw_sizes, positive
 
 
 class Copy(AbstractBitTask):
@@ -35,12 +35,8 @@ class Copy(AbstractBitTask):
         return self.bits
 
     def sample(self, rng, batch_size, length=None):
-        if length is None:
-            lengths = rng.integers(self.min_length, self.max_length + 1, size=batch_size)
-            T = 2 * self.max_length + 1
-        else:
-            lengths = np.full(batch_size, length)
-            T = 2 * length + 1
+        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, length)
+        T = 2 * L_max + 1
         inputs = np.zeros((batch_size, T, self.bits + 1), np.float32)
         targets = np.zeros((batch_size, T, self.bits), np.float32)
         mask = np.zeros((batch_size, T), np.float32)

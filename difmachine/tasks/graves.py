@@ -9,7 +9,7 @@ from typing import ClassVar
 import equinox as eqx
 import numpy as np
 
-from .base import AbstractBitTask, Batch, check_range, positive
+from .base import AbstractBitTask, Batch, check_range, draw_sizes, positive
 
 
 def _empty(batch_size: int, T: int, n_in: int, n_out: int) -> Batch:
@@ -53,13 +53,8 @@ class RepeatCopy(AbstractBitTask):
         return self.bits + 1
 
     def sample(self, rng, batch_size, length=None):
-        L_max = self.max_length
-        lengths = rng.integers(self.min_length, L_max + 1, size=batch_size)
-        if length is None:
-            repeats = rng.integers(self.min_repeats, self.max_repeats + 1, size=batch_size)
-            R_max = self.max_repeats
-        else:
-            repeats, R_max = np.full(batch_size, length), length
+        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, None)
+        repeats, R_max = draw_sizes(rng, batch_size, self.min_repeats, self.max_repeats, length)
         T = L_max + 1 + L_max * R_max + 1
         batch = _empty(batch_size, T, self.bits + 2, self.bits + 1)
         for b, (L, N) in enumerate(zip(lengths, repeats)):
@@ -110,13 +105,10 @@ class AssociativeRecall(AbstractBitTask):
         return items * (k + 1) + 1 + k + 1 + k
 
     def sample(self, rng, batch_size, length=None):
-        if length is None:
-            counts = rng.integers(self.min_items, self.max_items + 1, size=batch_size)
-            T = self._steps(self.max_items)
-        else:
-            if length < 2:
-                raise ValueError(f"AssociativeRecall needs at least 2 items, got {length}")
-            counts, T = np.full(batch_size, length), self._steps(length)
+        if length is not None and length < 2:
+            raise ValueError(f"AssociativeRecall needs at least 2 items, got {length}")
+        counts, n_max = draw_sizes(rng, batch_size, self.min_items, self.max_items, length)
+        T = self._steps(n_max)
         k, bits = self.item_length, self.bits
         batch = _empty(batch_size, T, bits + 2, bits)
         for b, n in enumerate(counts):
@@ -167,11 +159,7 @@ class PrioritySort(AbstractBitTask):
         return self.bits
 
     def sample(self, rng, batch_size, length=None):
-        if length is None:
-            counts = rng.integers(self.min_inputs, self.max_inputs + 1, size=batch_size)
-            n_max = self.max_inputs
-        else:
-            counts, n_max = np.full(batch_size, length), length
+        counts, n_max = draw_sizes(rng, batch_size, self.min_inputs, self.max_inputs, length)
         T = n_max + 1 + min(self.outputs, n_max)
         bits = self.bits
         batch = _empty(batch_size, T, bits + 2, bits)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import AbstractTask, Batch, positive
+from .base import AbstractTask, Batch, draw_sizes, positive
 
 
 class Parity(AbstractTask):
@@ -42,11 +42,7 @@ class Parity(AbstractTask):
             raise ValueError(
                 f"Parity with {self.bits} bits takes 1..{self.bits} non-zero entries, got {length}"
             )
-        counts = (
-            rng.integers(1, self.bits + 1, size=batch_size)
-            if length is None
-            else np.full(batch_size, length)
-        )
+        counts, _ = draw_sizes(rng, batch_size, 1, self.bits, length)
         inputs = np.zeros((batch_size, 1, self.bits), np.float32)
         targets = np.zeros((batch_size, 1, 1), np.float32)
         for b, n in enumerate(counts):

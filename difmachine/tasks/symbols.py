@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import AbstractTask, Batch, check_range, positive
+from .base import AbstractTask, Batch, check_range, draw_sizes, positive
 
 # -- loss and metrics shared by every symbol task ---------------------------------------------
 
@@ -135,12 +135,9 @@ class AbstractSymbolTask(_SymbolScoring):
         return self.symbols + 1
 
     def sample(self, rng, batch_size, length=None):
-        if length is None:
-            lengths = rng.integers(self.min_length, self.max_length + 1, size=batch_size)
-            L_max = self.max_length
-        else:
+        if length is not None:
             _check_length(type(self).__name__, length)
-            lengths, L_max = np.full(batch_size, int(length)), int(length)
+        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, length)
         T, S = 2 * L_max + 2, self.symbols
         inputs = np.zeros((batch_size, T, S + 2), np.float32)
         targets = np.zeros((batch_size, T, S + 1), np.float32)
@@ -224,12 +221,9 @@ class AnBn(_SymbolScoring):
         return 3
 
     def sample(self, rng, batch_size, length=None):
-        if length is None:
-            ns = rng.integers(self.min_n, self.max_n + 1, size=batch_size)
-            n_max = self.max_n
-        else:
+        if length is not None:
             _check_length("AnBn", length)
-            ns, n_max = np.full(batch_size, int(length)), int(length)
+        ns, n_max = draw_sizes(rng, batch_size, self.min_n, self.max_n, length)
         T = 2 * n_max + 1
         inputs = np.zeros((batch_size, T, 3), np.float32)
         targets = np.zeros((batch_size, T, 3), np.float32)
