@@ -189,21 +189,29 @@ def active_rows(m: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     return (start + np.arange(length)) % K
 
 
+def head_panels(data: np.ndarray, spec: TraceField):
+    """``data[T, heads, K]`` (or ``[T, K]``) as one panel per head: ``(title, m[K, T], rows)``
+    where ``rows`` are the rows worth drawing (idle slots cropped when K is large). Shared by the
+    terminal and the PNG renderers."""
+    data = data[:, None] if data.ndim == 2 else data
+    heads, K = data.shape[1], data.shape[2]
+    for h in range(heads):
+        m = data[:, h, :].T
+        rows = active_rows(m) if K > MAX_ROWS and not spec.options else np.arange(K)
+        if "{head}" in spec.label:
+            title = spec.label.format(head=h)
+        else:
+            title = f"{spec.label} {h}" if heads > 1 else spec.label
+        yield title, m, rows
+
+
 def render_heatmap(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
     """``data[T, heads, K]`` (or ``[T, K]``): one panel per head, K rows against time."""
-    data = data[:, None] if data.ndim == 2 else data
-    T, heads, K = data.shape
     out = []
-    for h in range(heads):
-        m = data[:, h, :].T  # [K, T]
-        rows = active_rows(m) if K > MAX_ROWS and not spec.options else np.arange(K)
+    for title, m, rows in head_panels(data, spec):
+        K, T = m.shape
         shown = pool(m[rows], rows=MAX_ROWS, cols=max(1, width - 8))
         scale = _Scale(m, spec.signed)
-        title = (
-            spec.label.format(head=h)
-            if "{head}" in spec.label
-            else (f"{spec.label} {h}" if heads > 1 else spec.label)
-        )
         crop = (
             f", {spec.axis}s {rows[0]}..{rows[-1]} of {K}, others < 0.01"
             if len(rows) < K
@@ -383,12 +391,7 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
     ]
     for name, _, field, data, spec in device_fields(example, machine):
         if spec.kind in ("heatmap", "options"):
-            data = data[:, None] if data.ndim == 2 else data
-            for h in range(data.shape[1]):
-                label = spec.label.format(head=h) if "{head}" in spec.label else spec.label
-                m = data[:, h, :].T
-                crop = m.shape[0] > MAX_ROWS and not spec.options
-                rows = active_rows(m) if crop else np.arange(m.shape[0])
+            for label, m, rows in head_panels(data, spec):
                 names = list(spec.options) if spec.options else [str(r) for r in rows]
                 kind = "signed" if spec.signed or np.nanmin(m) < 0 else "heat"
                 panels.append((f"{name}: {label}\n({spec.axis})", m[rows], kind, names))
