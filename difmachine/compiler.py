@@ -150,15 +150,27 @@ class CompiledMachine(eqx.Module):
 
     # -- running ------------------------------------------------------------------------------
 
-    def init_carry(self, context: Mapping[str, Any] | None = None):
+    def init_carry(self, context: Any = None, controller_state: Any = None):
+        """The carried state before the first step.
+
+        ``context`` goes to the devices' ``init_state``: a mapping ``{device name: context}``
+        routes per device; anything else (e.g. a :class:`~difmachine.tasks.Context`) is given
+        to every device (devices without a use for it ignore it). ``controller_state`` replaces
+        the controller's initial state (a sequence-to-sequence decoder starts from the encoder's
+        summary).
+        """
         m, p = self.machine, self.params
-        context = context or {}
-        ctrl_state = m.controller.init_state(p["controller"])
+        if isinstance(context, Mapping) and set(context) <= set(m.names):
+            per_device = dict(context)
+        else:
+            per_device = {name: context for name in m.names}
+        if controller_state is None:
+            controller_state = m.controller.init_state(p["controller"])
         dev_states = {
-            name: dev.init_state(p["devices"][name], context.get(name))
+            name: dev.init_state(p["devices"][name], per_device.get(name))
             for name, dev in zip(m.names, m.devices)
         }
-        return ctrl_state, dev_states, zeros(m.read_size)
+        return controller_state, dev_states, zeros(m.read_size)
 
     def cell(self, carry, z):
         """One inner step: ``(carry, z) -> (carry, (h, reads, traces))``."""
@@ -179,51 +191,116 @@ class CompiledMachine(eqx.Module):
         reads = jnp.concatenate(all_reads) if all_reads else zeros(0)
         return (ctrl_state, new_states, reads), (h, reads, traces)
 
-    def __call__(self, xs, mask=None, *, trace: bool = False, context=None):
-        """Run one example. ``xs: [T, input_size]``, ``mask: [T]`` (1 = real step, 0 = padding).
-
-        Returns ``(ys[T, output_size], aux)``; ``aux["trace"]`` holds the devices' stacked trace
-        records when ``trace=True``, ``aux["losses"]`` the halting policy's auxiliary losses
-        (summed over real steps), ``aux["stats"]`` the means over real steps of its scalar trace
-        records (e.g. ACT's ponder) and ``aux["state"]`` the final carried state.
-        """
-        p = self.params
-        T = xs.shape[0]
+    def _check_length(self, T: int) -> None:
         steps = T * self.machine.halting.inner_steps
         for name, dev in zip(self.machine.names, self.machine.devices):
             try:
                 dev.check_length(steps)  # shapes are static: this runs once, while tracing
             except ValueError as e:
                 raise DifmachineError(f"device {name!r}: {e}") from None
-        mask = jnp.ones((T,), jnp.float32) if mask is None else mask.astype(jnp.float32)
-        zx = xs.astype(jnp.float32) @ p["W_x"]
-        halting = self.machine.halting
 
-        def body(carry, inputs):
-            z, m = inputs
-            new, (h, reads, traces), losses, halting_trace = halting.run(
-                p[HALTING], self.cell, carry, z
-            )
-            carry = jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, carry)
-            losses = {k: v * m for k, v in losses.items()}
-            stats = {k: v * m for k, v in halting_trace.items() if v.ndim == 0}
-            if halting_trace:
-                traces = {**traces, HALTING: halting_trace}
-            return carry, (h, reads, traces if trace else {}, losses, stats)
-
-        if self.remat:
-            body = jax.checkpoint(body)
-        final, (hs, rs, traces, losses, stats) = jax.lax.scan(
-            body, self.init_carry(context), (zx, mask)
+    def _input_step(self, carry, z, m, trace: bool):
+        """One input step (all its inner steps); padding (``m == 0``) keeps ``carry``."""
+        new, (h, reads, traces), losses, halting_trace = self.machine.halting.run(
+            self.params[HALTING], self.cell, carry, z
         )
-        ys = jnp.concatenate([hs, rs], axis=-1) @ p["W_o"] + p["b_o"][None, :]
-        aux = {
+        carry = jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, carry)
+        losses = {k: v * m for k, v in losses.items()}
+        stats = {k: v * m for k, v in halting_trace.items() if v.ndim == 0}
+        if halting_trace:
+            traces = {**traces, HALTING: halting_trace}
+        return carry, (h, reads, traces if trace else {}, losses, stats)
+
+    def _readout(self, h, reads):
+        y = jnp.concatenate([h, reads], axis=-1) @ self.params["W_o"]
+        return y + jnp.expand_dims(self.params["b_o"], tuple(range(y.ndim - 1)))
+
+    def _aux(self, final, traces, losses, stats, mask):
+        k = self.machine.halting.trace_steps
+        if k > 1:  # [T, k, ...] device records -> [T * k, ...]: every inner step in time order
+            traces = {
+                name: (
+                    rec
+                    if name == HALTING
+                    else jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), rec)
+                )
+                for name, rec in traces.items()
+            }
+        return {
             "trace": traces,
             "losses": {k: jnp.sum(v) for k, v in losses.items()},
             "stats": {k: jnp.sum(v) / jnp.maximum(jnp.sum(mask), 1.0) for k, v in stats.items()},
             "state": final,
         }
-        return ys, aux
+
+    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, controller_state=None):
+        """Run one example. ``xs: [T, input_size]``, ``mask: [T]`` (1 = real step, 0 = padding).
+
+        Returns ``(ys[T, output_size], aux)``; ``aux["trace"]`` holds the devices' stacked trace
+        records when ``trace=True``, ``aux["losses"]`` the halting policy's auxiliary losses
+        (summed over real steps), ``aux["stats"]`` the means over real steps of its scalar trace
+        records (e.g. ACT's ponder) and ``aux["state"]`` the final carried state. ``context``
+        and ``controller_state``: see :meth:`init_carry`.
+        """
+        T = xs.shape[0]
+        self._check_length(T)
+        mask = jnp.ones((T,), jnp.float32) if mask is None else mask.astype(jnp.float32)
+        zx = xs.astype(jnp.float32) @ self.params["W_x"]
+
+        def body(carry, inputs):
+            z, m = inputs
+            return self._input_step(carry, z, m, trace)
+
+        if self.remat:
+            body = jax.checkpoint(body)
+        carry = self.init_carry(context, controller_state)
+        final, (hs, rs, traces, losses, stats) = jax.lax.scan(body, carry, (zx, mask))
+        return self._readout(hs, rs), self._aux(final, traces, losses, stats, mask)
+
+    def generate(
+        self,
+        first: jax.Array,
+        steps: int,
+        feedback,
+        stop=None,
+        *,
+        trace: bool = False,
+        context=None,
+        controller_state=None,
+    ):
+        """Decode ``steps`` steps autoregressively: the input of step 0 is ``first[input_size]``,
+        the input of step t + 1 is ``feedback(y_t)``. Once ``stop(y_t)`` is true (e.g. the end
+        token was emitted) the machine is frozen: later steps leave the state unchanged, as
+        padding does, and are marked 0 in ``aux["produced"]``.
+
+        Returns ``(ys[steps, output_size], aux)`` like :meth:`__call__`. With ``feedback``
+        giving back the teacher's inputs this equals the teacher-forced ``__call__``.
+        """
+        self._check_length(steps)
+        stop = stop or (lambda y: jnp.zeros((), bool))
+        W_x = self.params["W_x"]
+
+        def body(state, _):
+            carry, x, running = state
+            m = running.astype(jnp.float32)
+            carry, (h, reads, traces, losses, stats) = self._input_step(carry, x @ W_x, m, trace)
+            y = self._readout(h, reads)
+            running = running & ~stop(y)
+            outputs = (y, m, traces, losses, stats)
+            return (carry, feedback(y).astype(jnp.float32), running), outputs
+
+        if self.remat:
+            body = jax.checkpoint(body)
+        init = (
+            self.init_carry(context, controller_state),
+            first.astype(jnp.float32),
+            jnp.asarray(True),
+        )
+        (final, _, _), (ys, produced, traces, losses, stats) = jax.lax.scan(
+            body, init, None, length=steps
+        )
+        aux = self._aux(final, traces, losses, stats, produced)
+        return ys, {**aux, "produced": produced}
 
     # -- summary ------------------------------------------------------------------------------
 
@@ -240,15 +317,29 @@ class CompiledMachine(eqx.Module):
 
 
 def compile(
-    machine: Machine, input_size: int, output_size: int, *, key: jax.Array, remat: bool = False
-) -> CompiledMachine:
+    machine,
+    input_size: int,
+    output_size: int,
+    *,
+    key: jax.Array,
+    remat: bool = False,
+    context_size: int | None = None,
+):
     """Compile ``machine`` for inputs of width ``input_size`` and outputs of width ``output_size``.
 
-    ``remat=True`` wraps the time step in ``jax.checkpoint``: the backward pass recomputes each
-    step instead of storing its intermediates (less memory traffic at large batches).
+    ``machine`` is a :class:`Machine` or a :class:`~difmachine.Seq2Seq` (which also needs
+    ``context_size``, the width of its source tokens). ``remat=True`` wraps the time step in
+    ``jax.checkpoint``: the backward pass recomputes each step instead of storing its
+    intermediates (less memory traffic at large batches).
     """
+    from .seq2seq import CompiledSeq2Seq, Seq2Seq
+
+    if isinstance(machine, Seq2Seq):
+        return CompiledSeq2Seq.build(
+            machine, input_size, output_size, key=key, context_size=context_size, remat=remat
+        )
     if not isinstance(machine, Machine):
-        raise TypeError(f"compile expects a Machine(...), got {type(machine).__name__}")
+        raise TypeError(f"compile expects a Machine(...) or Seq2Seq(...), got {type(machine).__name__}")
     return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
 

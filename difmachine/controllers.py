@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
-from .protocol import AbstractController
+from .protocol import ACTIVATIONS, AbstractController
 
 
 def _check_positive(name: str, value: int, what: str = "hidden size") -> None:
@@ -90,12 +90,18 @@ class GRU(AbstractController):
 
 
 class RNN(AbstractController):
-    """Elman network: ``h' = tanh(z + U h + b)``."""
+    """Elman network: ``h' = f(z + U h + b)`` with ``f = tanh`` by default; ``activation``
+    names any of :data:`difmachine.protocol.ACTIVATIONS` (``"identity"`` makes the linear
+    recurrence of a layer-wise memory network, ``u' = H u + o``)."""
 
     hidden: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True, default="tanh")
 
     def __check_init__(self):
         _check_positive("RNN", self.hidden)
+        if self.activation not in ACTIVATIONS or self.activation == "softmax":
+            names = ", ".join(k for k in ACTIVATIONS if k != "softmax")
+            raise ValueError(f"RNN activation must be one of {names}, got {self.activation!r}")
 
     @property
     def input_width(self) -> int:
@@ -112,7 +118,7 @@ class RNN(AbstractController):
         return zeros(self.hidden)
 
     def step(self, params, state, z):
-        h = jnp.tanh(z + state @ params["U"] + params["b"])
+        h = ACTIVATIONS[self.activation](z + state @ params["U"] + params["b"])
         return h, h
 
 

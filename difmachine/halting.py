@@ -41,10 +41,18 @@ class AbstractHalting(eqx.Module):
         """The most cell steps one input step can take."""
         return 1
 
+    @property
+    def trace_steps(self) -> int:
+        """Device trace records per input step: 1, or ``k`` when ``run`` returns the devices'
+        traces stacked over ``k`` inner steps (the compiler then lays them out in time)."""
+        return 1
+
 
 class Fixed(AbstractHalting):
     """Exactly ``n`` inner steps per input step, each seeing the same input; the output is the
-    last inner step's. ``Fixed(1)`` is the plain recurrent machine."""
+    last inner step's. ``Fixed(1)`` is the plain recurrent machine. The devices' trace records
+    of every inner step are kept (a memory network's attention per hop), so a trace has ``n``
+    columns per input step."""
 
     n: int = eqx.field(static=True, default=1)
 
@@ -56,6 +64,10 @@ class Fixed(AbstractHalting):
     def inner_steps(self) -> int:
         return self.n
 
+    @property
+    def trace_steps(self) -> int:
+        return self.n
+
     def run(self, params, cell, carry, z):
         if self.n == 1:
             carry, out = cell(carry, z)
@@ -65,8 +77,8 @@ class Fixed(AbstractHalting):
             c, out = cell(c, z)
             return c, out
 
-        carry, outs = jax.lax.scan(inner, carry, None, length=self.n)
-        return carry, jax.tree.map(lambda o: o[-1], outs), {}, {}
+        carry, (hs, reads, traces) = jax.lax.scan(inner, carry, None, length=self.n)
+        return carry, (hs[-1], reads[-1], traces), {}, {}
 
 
 def act_weights(h: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:

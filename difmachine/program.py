@@ -33,7 +33,7 @@ class Program:
       :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
     """
 
-    machine: Machine
+    machine: Machine  # or a Seq2Seq
     task: AbstractTask
     optimizer: optax.GradientTransformation = dataclasses.field(
         default_factory=lambda: optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
@@ -50,13 +50,21 @@ class Program:
     overrides: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        if not isinstance(self.machine, Machine):
+        from .seq2seq import Seq2Seq
+
+        if not isinstance(self.machine, (Machine, Seq2Seq)):
             raise ProgramError(
-                f"Program machine must be a Machine(...), got {type(self.machine).__name__}"
+                "Program machine must be a Machine(...) or Seq2Seq(...), "
+                f"got {type(self.machine).__name__}"
             )
         if not isinstance(self.task, AbstractTask):
             raise ProgramError(
                 f"Program task must be a task such as Copy(), got {type(self.task).__name__}"
+            )
+        if isinstance(self.machine, Seq2Seq) and self.task.context_size is None:
+            raise ProgramError(
+                f"Program machine is a Seq2Seq but task {type(self.task).__name__} has no "
+                "source sequence; use a sequence-to-sequence task such as ReverseString()"
             )
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise ProgramError(

@@ -205,12 +205,19 @@ def head_panels(data: np.ndarray, spec: TraceField):
         yield title, m, rows
 
 
+def _label_width(spec: TraceField) -> int:
+    """Width of the row labels: 6, or up to 32 for named rows (options, source tokens)."""
+    return max(6, min(32, max((len(o) for o in spec.options), default=0)))
+
+
 def render_heatmap(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
     """``data[T, heads, K]`` (or ``[T, K]``): one panel per head, K rows against time."""
     out = []
+    pad = _label_width(spec)
     for title, m, rows in head_panels(data, spec):
         K, T = m.shape
-        shown = pool(m[rows], rows=MAX_ROWS, cols=max(1, width - 8))
+        rows_max = None if spec.options else MAX_ROWS
+        shown = pool(m[rows], rows=rows_max, cols=max(1, width - pad - 2))
         scale = _Scale(m, spec.signed)
         crop = (
             f", {spec.axis}s {rows[0]}..{rows[-1]} of {K}, others < 0.01"
@@ -225,8 +232,10 @@ def render_heatmap(name: str, data: np.ndarray, spec: TraceField, width: int) ->
         )
         per_pixel = len(rows) / shown.shape[0]
         labels = list(spec.options) if spec.options else None
-        out.extend(heatmap_lines(shown, scale, labels, lambda r: int(rows[int(r * per_pixel)])))
-        out.append(_time_axis(T, shown.shape[1]))
+        out.extend(
+            heatmap_lines(shown, scale, labels, lambda r: int(rows[int(r * per_pixel)]), pad)
+        )
+        out.append(_time_axis(T, shown.shape[1], pad))
     return out
 
 
@@ -288,17 +297,35 @@ class Example(NamedTuple):
     predictions: np.ndarray  # [T, out], in the task's presentation (e.g. probabilities)
     loss_mask: np.ndarray  # [T]
     traces: dict  # {device: {field: [T, ...]}}
+    labels: dict | None = None  # token tasks: {"source": [...], "target": [...], "output": [...]}
 
 
 def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Example:
-    """Run ``model`` on one fresh example of ``task`` with traces on."""
+    """Run ``model`` on one fresh example of ``task`` with traces on: teacher-forced, or for
+    generative tasks decoded greedily from the start token, as the model would be used."""
     batch = task.sample(np.random.default_rng(seed), 1, length)
-    T = int(batch.mask[0].sum())
-    ys, aux = jax.jit(lambda m, x, k: m(x, k, trace=True))(model, batch.inputs[0], batch.mask[0])
+    context = jax.tree.map(lambda a: a[0], batch.context)
+    x, mask = batch.inputs[0], batch.mask[0]
+    if task.generative:
+        steps = x.shape[0]
+        ys, aux = jax.jit(
+            lambda m, x, c: m.generate(x[0], steps, task.feedback, task.stop, trace=True, context=c)
+        )(model, x, context)
+        T = max(1, int(np.asarray(aux["produced"]).sum()))
+    else:
+        ys, aux = jax.jit(lambda m, x, k, c: m(x, k, trace=True, context=c))(model, x, mask, context)
+        T = int(mask.sum())
     preds = np.asarray(task.present(jnp.asarray(ys)))
-    traces = jax.tree.map(lambda a: np.asarray(a)[:T], aux["trace"])
+    k = model.machine.halting.trace_steps
+    traces = {
+        name: jax.tree.map(lambda a: np.asarray(a)[: T * (1 if name == "halting" else k)], rec)
+        for name, rec in aux["trace"].items()
+    }
+    labels = task.labels(batch, 0)
+    if labels is not None and getattr(task, "tokens", None):
+        labels = {**labels, "output": [task.tokens[i] for i in preds[:T].argmax(-1)]}
     return Example(
-        batch.inputs[0][:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces
+        x[:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces, labels
     )
 
 
@@ -346,27 +373,73 @@ def _bits_panel(
     return out
 
 
+def _short(token: str) -> str:
+    """A token in one terminal cell (``$`` for the end token)."""
+    return "$" if token.startswith("<") else (token[:1] or " ")
+
+
+def _tokens_panel(labels: dict) -> list:
+    out = []
+    target = labels.get("target", [])
+    output = labels.get("output", [])
+    for key in ("source", "target", "output"):
+        if key not in labels:
+            continue
+        text = Text(f"{key:>6} ", style="bold")
+        for i, tok in enumerate(labels[key]):
+            style = ""
+            if key == "output":
+                style = "green" if i < len(target) and tok == target[i] else "bold red"
+            text.append(tok if len(tok) == 1 else f" {tok} ", style=style)
+            text.append(" " if any(len(t) > 1 for t in labels[key][:-1]) else "")
+        out.append(text)
+    if "output" in labels:
+        right = sum(a == b for a, b in zip(output, target)) == len(target) == len(output)
+        out.append(Text("       exact" if right else "       wrong tokens in red", style="dim"))
+    return out
+
+
+def _labelled(spec: TraceField, data: np.ndarray, labels: dict | None):
+    """Attention over the source: label its rows with the source tokens and drop the padded
+    positions (their weight is exactly 0)."""
+    source = (labels or {}).get("source", ())
+    if spec.axis == "position" and 0 < len(source) <= data.shape[-1]:
+        return spec._replace(options=tuple(source)), data[..., : len(source)]
+    return spec, data
+
+
 def render(example: Example, machine, *, width: int = 100, title: str = "") -> Group:
-    """The whole trace as a rich renderable: inputs, targets, outputs, then every device."""
+    """The whole trace as a rich renderable: inputs, targets, outputs (bit panels, or token
+    strings for token tasks), then every device."""
     parts: list = []
     if title:
         parts.append(Text(title, style="bold underline"))
-    scored = example.loss_mask > 0
-    errors = ((example.predictions > 0.5) != (example.targets > 0.5)) & scored[:, None]
-    parts += _bits_panel("input", example.inputs, width)
-    parts += _bits_panel("target", example.targets * scored[:, None], width)
-    parts += _bits_panel(
-        f"output ({int(errors.sum())} wrong bits marked ✗)",
-        example.predictions * scored[:, None],
-        width,
-        errors,
-    )
+    if example.labels:
+        parts += _tokens_panel(example.labels)
+    else:
+        scored = example.loss_mask > 0
+        errors = ((example.predictions > 0.5) != (example.targets > 0.5)) & scored[:, None]
+        parts += _bits_panel("input", example.inputs, width)
+        parts += _bits_panel("target", example.targets * scored[:, None], width)
+        parts += _bits_panel(
+            f"output ({int(errors.sum())} wrong bits marked ✗)",
+            example.predictions * scored[:, None],
+            width,
+            errors,
+        )
     current = None
     for name, device, field, data, spec in device_fields(example, machine):
         if name != current:
             parts.append(Text(f"\n{name}: {device!r}", style="bold green"))
             current = name
+        spec, data = _labelled(spec, data, example.labels)
         parts += RENDERERS[spec.kind](field, data, spec, width)
+        output = (example.labels or {}).get("output")
+        if spec.options and output and len(output) == data.shape[0] and data.shape[0] < width - 40:
+            pad = _label_width(spec)
+            parts.append(
+                Text(" " * (pad + 1) + "".join(_short(t) for t in output) + "  output", style="dim")
+            )
     return Group(*parts)
 
 
@@ -389,7 +462,14 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
         ("target", (example.targets * scored[:, None]).T, "bits", None),
         ("output", (example.predictions * scored[:, None]).T, "bits", None),
     ]
+    labels = example.labels or {}
+    if labels:  # token tasks: the strings go in the title, the panels are the devices'
+        panels = []
+        title = "\n".join(
+            [title] + [f"{k}: {' '.join(labels[k])}" for k in ("source", "target", "output") if k in labels]
+        )
     for name, _, field, data, spec in device_fields(example, machine):
+        spec, data = _labelled(spec, data, labels)
         if spec.kind in ("heatmap", "options"):
             for label, m, rows in head_panels(data, spec):
                 names = list(spec.options) if spec.options else [str(r) for r in rows]
@@ -397,7 +477,15 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
                 panels.append((f"{name}: {label}\n({spec.axis})", m[rows], kind, names))
         else:
             panels.append((f"{name}: {spec.label}", data.reshape(data.shape[0], -1), "line", None))
-    heights = [max(1.0, min(4.0, p[1].shape[0] / 10)) if p[2] != "line" else 1.0 for p in panels]
+    def height(panel) -> float:
+        _, data, kind, names = panel
+        if kind == "line":
+            return 1.0
+        if names and not names[0].isdigit():  # one readable row per token or sentence
+            return min(8.0, max(2.0, len(names) / 4))
+        return max(1.0, min(4.0, data.shape[0] / 10))
+
+    heights = [height(p) for p in panels]
     fig, axes = plt.subplots(
         len(panels),
         1,
@@ -419,10 +507,14 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
             }[kind]
             ax.imshow(finite, aspect="auto", interpolation="nearest", **style)
             if row_names is not None:  # label rows by slot/option, not by drawn row
+                most = 40 if not row_names[0].isdigit() else 8  # every token, a few slot numbers
                 ticks = np.unique(
-                    np.linspace(0, len(row_names) - 1, min(8, len(row_names))).astype(int)
+                    np.linspace(0, len(row_names) - 1, min(most, len(row_names))).astype(int)
                 )
                 ax.set_yticks(ticks, [row_names[i] for i in ticks])
+            output = labels.get("output", [])
+            if kind == "heat" and len(output) == data.shape[1] and row_names and not row_names[0].isdigit():
+                ax.set_xticks(range(len(output)), output)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time step")

@@ -41,15 +41,30 @@ def build(program: Program) -> CompiledMachine:
         task.output_size,
         key=jax.random.PRNGKey(program.seed),
         remat=program.remat,
+        context_size=task.context_size,
     )
 
 
-def batch_outputs(model: CompiledMachine, batch: Batch):
-    return jax.vmap(lambda x, m: model(x, m))(batch.inputs, batch.mask)
+def batch_outputs(model: CompiledMachine, batch: Batch, *, decode: bool = False, task=None):
+    """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
+    (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
+    batch's first inputs and running as many steps as the batch has."""
+    if not decode:
+        return jax.vmap(lambda x, m, c: model(x, m, context=c))(
+            batch.inputs, batch.mask, batch.context
+        )
+    steps = batch.inputs.shape[1]
+    ys, aux = jax.vmap(
+        lambda x, c: model.generate(x[0], steps, task.feedback, task.stop, context=c)
+    )(batch.inputs, batch.context)
+    # a step after the machine stopped produced nothing: make it score as wrong, not as whatever
+    # the frozen state would say (-30 on the target class: argmax elsewhere, a finite loss)
+    ys = jnp.where(aux["produced"][..., None] > 0, ys, -30.0 * batch.targets)
+    return ys, aux
 
 
-def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch):
-    ys, aux = batch_outputs(model, batch)
+def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch, decode=False):
+    ys, aux = batch_outputs(model, batch, decode=decode, task=task)
     task_loss = jnp.mean(jax.vmap(task.loss)(ys, batch.targets, batch.loss_mask))
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
@@ -94,9 +109,12 @@ def make_train_step(task: AbstractTask, optimizer):
 
 
 def make_eval_step(task: AbstractTask):
+    """Evaluation metrics of a batch; generative tasks are scored on greedy decoding (no
+    teacher forcing), as a user would run the model."""
+
     @jax.jit
     def eval_step(model, batch):
-        return loss_and_metrics(model, task, batch)[1]
+        return loss_and_metrics(model, task, batch, decode=task.generative)[1]
 
     return eval_step
 

@@ -1,5 +1,7 @@
 """Devices: one module per family."""
 
+from .attention import Attention as Attention
+from .attention import StoryEmbedding as StoryEmbedding
 from .ntm import NTMMemory as NTMMemory
 from .structures import JoulinStack as JoulinStack
 from .structures import NeuralDeque as NeuralDeque

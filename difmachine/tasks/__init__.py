@@ -3,6 +3,7 @@
 from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
+from .base import Context as Context
 from .copy import Copy as Copy
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
@@ -13,3 +14,8 @@ from .symbols import AnBn as AnBn
 from .symbols import BigramFlip as BigramFlip
 from .symbols import Reverse as Reverse
 from .symbols import SymbolCopy as SymbolCopy
+from .tokens import AbstractTokenTask as AbstractTokenTask
+from .tokens import Addition as Addition
+from .tokens import DateFormat as DateFormat
+from .tokens import ReverseString as ReverseString
+from .tokens import SortString as SortString

@@ -11,14 +11,25 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class Context(NamedTuple):
+    """What a machine attends over: ``values[S, ...]`` (encoder inputs or states, or story
+    sentences as word ids) with ``mask[S]`` marking the real positions (1) and padding (0)."""
+
+    values: np.ndarray
+    mask: np.ndarray
+
+
 class Batch(NamedTuple):
     """A padded batch. ``inputs[B, T, in]``, ``targets[B, T, out]``; ``mask[B, T]`` marks real
-    steps (the machine runs them), ``loss_mask[B, T]`` the steps that are scored."""
+    steps (the machine runs them), ``loss_mask[B, T]`` the steps that are scored. ``context``
+    (a :class:`Context` with a leading batch axis, or ``None``) is what attention devices and
+    encoders read: a source sentence, a story."""
 
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
     loss_mask: np.ndarray
+    context: Context | None = None
 
 
 class AbstractTask(eqx.Module):
@@ -46,6 +57,28 @@ class AbstractTask(eqx.Module):
     def present(self, outputs: jax.Array) -> jax.Array:
         """Outputs as shown in traces (e.g. probabilities for logits)."""
         return outputs
+
+    #: width of ``Batch.context.values``' last axis when the task has a context (a source to
+    #: encode), else ``None``
+    @property
+    def context_size(self) -> int | None:
+        return None
+
+    #: evaluate by greedy decoding that feeds each output back as the next input
+    #: (:meth:`feedback`, :meth:`stop`) instead of teacher forcing
+    generative: ClassVar[bool] = False
+
+    def feedback(self, output: jax.Array) -> jax.Array:
+        """The next input given one step's output (generative tasks)."""
+        raise NotImplementedError
+
+    def stop(self, output: jax.Array) -> jax.Array:
+        """Whether one step's output ends the sequence (generative tasks)."""
+        return jnp.zeros((), bool)
+
+    def labels(self, batch: Batch, index: int) -> dict | None:
+        """Token strings of one example for traces: ``{"source": [...], "target": [...]}``."""
+        return None
 
     #: the metric the progress bar and early stopping watch (lower is better)
     main_metric: ClassVar[str] = "loss"
