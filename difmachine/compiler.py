@@ -339,7 +339,9 @@ def compile(
             machine, input_size, output_size, key=key, context_size=context_size, remat=remat
         )
     if not isinstance(machine, Machine):
-        raise TypeError(f"compile expects a Machine(...) or Seq2Seq(...), got {type(machine).__name__}")
+        raise TypeError(
+            f"compile expects a Machine(...) or Seq2Seq(...), got {type(machine).__name__}"
+        )
     return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -116,7 +117,9 @@ class Seq2Seq(eqx.Module):
         if isinstance(encoder, AbstractController):
             encoder = Encoder(encoder)
         if not isinstance(encoder, Encoder):
-            raise TypeError(f"Seq2Seq encoder must be Encoder(LSTM(n)) or BiLSTM(n), got {encoder!r}")
+            raise TypeError(
+                f"Seq2Seq encoder must be Encoder(LSTM(n)) or BiLSTM(n), got {encoder!r}"
+            )
         if not isinstance(decoder, Machine):
             raise TypeError(f"Seq2Seq decoder must be a Machine(...), got {decoder!r}")
         E = encoder.output_size
@@ -196,7 +199,9 @@ class CompiledSeq2Seq(eqx.Module):
             extra = {k: v for k, v in context.items() if k != "source"}
             context = context.get("source")
         if context is None:
-            raise ValueError("a Seq2Seq machine needs its source: call it with context=Context(...)")
+            raise ValueError(
+                "a Seq2Seq machine needs its source: call it with context=Context(...)"
+            )
         values, mask = context
         states, summary = self.spec.encoder.encode(self.params["encoder"], values, mask)
         encoded = Context(states, mask)

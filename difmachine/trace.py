@@ -313,7 +313,9 @@ def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Exa
         )(model, x, context)
         T = max(1, int(np.asarray(aux["produced"]).sum()))
     else:
-        ys, aux = jax.jit(lambda m, x, k, c: m(x, k, trace=True, context=c))(model, x, mask, context)
+        ys, aux = jax.jit(lambda m, x, k, c: m(x, k, trace=True, context=c))(
+            model, x, mask, context
+        )
         T = int(mask.sum())
     preds = np.asarray(task.present(jnp.asarray(ys)))
     k = model.machine.halting.trace_steps
@@ -324,9 +326,7 @@ def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Exa
     labels = task.labels(batch, 0)
     if labels is not None and getattr(task, "tokens", None):
         labels = {**labels, "output": [task.tokens[i] for i in preds[:T].argmax(-1)]}
-    return Example(
-        x[:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces, labels
-    )
+    return Example(x[:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces, labels)
 
 
 def device_fields(example: Example, machine):
@@ -466,7 +466,8 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
     if labels:  # token tasks: the strings go in the title, the panels are the devices'
         panels = []
         title = "\n".join(
-            [title] + [f"{k}: {' '.join(labels[k])}" for k in ("source", "target", "output") if k in labels]
+            [title]
+            + [f"{k}: {' '.join(labels[k])}" for k in ("source", "target", "output") if k in labels]
         )
     for name, _, field, data, spec in device_fields(example, machine):
         spec, data = _labelled(spec, data, labels)
@@ -477,6 +478,7 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
                 panels.append((f"{name}: {label}\n({spec.axis})", m[rows], kind, names))
         else:
             panels.append((f"{name}: {spec.label}", data.reshape(data.shape[0], -1), "line", None))
+
     def height(panel) -> float:
         _, data, kind, names = panel
         if kind == "line":
@@ -513,7 +515,12 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
                 )
                 ax.set_yticks(ticks, [row_names[i] for i in ticks])
             output = labels.get("output", [])
-            if kind == "heat" and len(output) == data.shape[1] and row_names and not row_names[0].isdigit():
+            if (
+                kind == "heat"
+                and len(output) == data.shape[1]
+                and row_names
+                and not row_names[0].isdigit()
+            ):
                 ax.set_xticks(range(len(output)), output)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)

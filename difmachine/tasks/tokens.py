@@ -82,7 +82,9 @@ class AbstractTokenTask(AbstractTask):
         try:
             return np.array([index[c] for c in text], np.int64)
         except KeyError as e:
-            raise ValueError(f"{type(self).__name__}: character {e} is not in the vocabulary") from None
+            raise ValueError(
+                f"{type(self).__name__}: character {e} is not in the vocabulary"
+            ) from None
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -168,7 +170,11 @@ class AbstractStringTask(AbstractTokenTask):
     def transform(self, source: str) -> str: ...
 
     def pair(self, rng, length):
-        n = int(length) if length is not None else int(rng.integers(self.min_length, self.max_length + 1))
+        n = (
+            int(length)
+            if length is not None
+            else int(rng.integers(self.min_length, self.max_length + 1))
+        )
         source = "".join(self.vocab[i] for i in rng.integers(0, self.symbols, size=n))
         return source, self.transform(source)
 
