@@ -13,13 +13,18 @@ from .controllers import GRU as GRU
 from .controllers import LSTM as LSTM
 from .controllers import MLP as MLP
 from .controllers import RNN as RNN
+from .devices import ARITHMETIC_OPS as ARITHMETIC_OPS
+from .devices import TABLE_OPS as TABLE_OPS
 from .devices import Attention as Attention
 from .devices import JoulinStack as JoulinStack
 from .devices import NeuralDeque as NeuralDeque
 from .devices import NeuralQueue as NeuralQueue
 from .devices import NeuralStack as NeuralStack
 from .devices import NTMMemory as NTMMemory
+from .devices import Op as Op
+from .devices import OpSelector as OpSelector
 from .devices import StoryEmbedding as StoryEmbedding
+from .devices import Table as Table
 from .errors import CheckpointError as CheckpointError
 from .errors import DifmachineError as DifmachineError
 from .errors import ProgramError as ProgramError
@@ -27,6 +32,7 @@ from .halting import ACT as ACT
 from .halting import AbstractHalting as AbstractHalting
 from .halting import Fixed as Fixed
 from .halting import act_weights as act_weights
+from .optim import gradient_noise as gradient_noise
 from .program import Program as Program
 from .program import load_program as load_program
 from .program import param as param
@@ -39,7 +45,9 @@ from .seq2seq import Encoder as Encoder
 from .seq2seq import Seq2Seq as Seq2Seq
 from .tasks import Addition as Addition
 from .tasks import AnBn as AnBn
+from .tasks import Arithmetic as Arithmetic
 from .tasks import AssociativeRecall as AssociativeRecall
+from .tasks import Babi as Babi
 from .tasks import BigramFlip as BigramFlip
 from .tasks import Context as Context
 from .tasks import Copy as Copy
@@ -51,6 +59,7 @@ from .tasks import Reverse as Reverse
 from .tasks import ReverseString as ReverseString
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
+from .tasks import TableQA as TableQA
 from .training import evaluate as evaluate
 from .training import train as train
 

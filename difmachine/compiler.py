@@ -39,18 +39,25 @@ class Machine(eqx.Module):
 
     ``devices`` is a mapping ``{name: device}`` or a sequence of devices (named after their class,
     with an index when a class appears more than once).
+
+    ``readout``: by default the output is a learned linear map of ``[h; reads]``; naming a device
+    here makes the output that device's read itself (no output projection), for machines whose
+    answer must come from a device, e.g. the neural programmer's selected operation's result.
     """
 
     controller: AbstractController
     devices: tuple[AbstractDevice, ...]
     names: tuple[str, ...] = eqx.field(static=True)
     halting: AbstractHalting
+    # repr=False keeps the fingerprints (and so the checkpoints) of existing programs unchanged
+    readout: str | None = eqx.field(static=True, default=None, repr=False)
 
     def __init__(
         self,
         controller: AbstractController,
         devices: Mapping[str, AbstractDevice] | Sequence[AbstractDevice] | AbstractDevice = (),
         halting: AbstractHalting | None = None,
+        readout: str | None = None,
     ):
         if not isinstance(controller, AbstractController):
             raise TypeError(
@@ -84,10 +91,22 @@ class Machine(eqx.Module):
         self.halting = Fixed(1) if halting is None else halting
         if not isinstance(self.halting, AbstractHalting):
             raise TypeError(f"Machine halting must be a policy such as Fixed(1), got {halting!r}")
+        if readout is not None and readout not in names:
+            raise ValueError(f"Machine readout {readout!r} must name one of its devices {names}")
+        self.readout = readout
 
     @property
     def read_size(self) -> int:
         return sum(d.read_size for d in self.devices)
+
+    def read_slice(self, name: str) -> slice:
+        """Where device ``name``'s read sits in the concatenated reads."""
+        start = 0
+        for n, dev in zip(self.names, self.devices):
+            if n == name:
+                return slice(start, start + dev.read_size)
+            start += dev.read_size
+        raise KeyError(name)
 
     def layout(self) -> list[Slot]:
         """Every interface field of every device, with its slice of the interface vector."""
@@ -146,6 +165,14 @@ class CompiledMachine(eqx.Module):
             "W_o": glorot(k_o, H + R, output_size),
             "b_o": zeros(output_size),
         }
+        if machine.readout is not None:
+            part = machine.read_slice(machine.readout)
+            if part.stop - part.start != output_size:
+                raise ValueError(
+                    f"compile: readout device {machine.readout!r} reads {part.stop - part.start} "
+                    f"values but the task's output_size is {output_size}; they must be equal"
+                )
+            del params["W_o"], params["b_o"]
         return CompiledMachine(machine, input_size, output_size, remat, params)
 
     # -- running ------------------------------------------------------------------------------
@@ -212,6 +239,8 @@ class CompiledMachine(eqx.Module):
         return carry, (h, reads, traces if trace else {}, losses, stats)
 
     def _readout(self, h, reads):
+        if self.machine.readout is not None:
+            return reads[..., self.machine.read_slice(self.machine.readout)]
         y = jnp.concatenate([h, reads], axis=-1) @ self.params["W_o"]
         return y + jnp.expand_dims(self.params["b_o"], tuple(range(y.ndim - 1)))
 
@@ -312,7 +341,8 @@ class CompiledMachine(eqx.Module):
         if jax.tree.leaves(p[HALTING]):
             counts["halting"] = _count(p[HALTING])
         counts["interface projection"] = _count(p["W_i"]) + _count(p["b_i"])
-        counts["output projection"] = _count(p["W_o"]) + _count(p["b_o"])
+        if "W_o" in p:
+            counts["output projection"] = _count(p["W_o"]) + _count(p["b_o"])
         return counts
 
 

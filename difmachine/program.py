@@ -91,6 +91,9 @@ class Program:
     def fingerprint(self) -> str:
         """Identifies the machine and task (not the budget): checkpoints must match it."""
         spec = f"{self.machine!r}\n{self.task!r}"
+        machine = getattr(self.machine, "decoder", self.machine)  # a Seq2Seq's decoder
+        if machine.readout is not None:  # hidden from repr so older fingerprints stay valid
+            spec += f"\nreadout={machine.readout}"
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def settings(self) -> dict:

@@ -135,7 +135,10 @@ class Seq2Seq(eqx.Module):
             devices.append(dev)
         self.encoder = encoder
         self.decoder = Machine(
-            decoder.controller, dict(zip(decoder.names, devices)), decoder.halting
+            decoder.controller,
+            dict(zip(decoder.names, devices)),
+            decoder.halting,
+            readout=decoder.readout,
         )
 
     @property

@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .compiler import CompiledMachine, Machine, compile
+from .compiler import CompiledMachine, compile
 from .protocol import AbstractController, AbstractDevice, activate
 
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
@@ -168,25 +168,41 @@ def check_controller(controller: AbstractController, *, steps: int = 4, batch: i
 
 
 def check_machine(
-    machine: Machine, input_size: int = 3, output_size: int = 2, *, length: int = 5, batch: int = 3
+    machine,
+    input_size: int = 3,
+    output_size: int = 2,
+    *,
+    length: int = 5,
+    batch: int = 3,
+    context: Any = None,
 ) -> CompiledMachine:
     """Compile ``machine`` and check jit == eager, vmap == loop over a mixed-length batch,
-    padding leaving outputs and final state untouched, and finite gradients."""
+    padding leaving outputs and final state untouched, and finite gradients.
+
+    ``context`` (e.g. a ``Context(values[S, E], mask[S])``) is given to every run; a
+    :class:`~difmachine.Seq2Seq` needs one (its source) and is compiled for its width."""
+    context_size = None if context is None else int(context.values.shape[-1])
+
+    def build(key):
+        return compile(machine, input_size, output_size, key=key, context_size=context_size)
+
+    def run(model, xs, mask):
+        return model(xs, mask, context=context)
 
     def loss(model, xs, mask):
-        ys, aux = model(xs, mask)
+        ys, aux = run(model, xs, mask)
         return jnp.sum((ys * mask[:, None]) ** 2) + sum(aux["losses"].values(), 0.0)
 
-    call = jax.jit(lambda model, xs, mask: model(xs, mask))
-    batched = jax.jit(jax.vmap(lambda model, xs, mask: model(xs, mask), in_axes=(None, 0, 0)))
+    call = jax.jit(run)
+    batched = jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))
     grad_fn = jax.jit(jax.grad(loss))
-    model = compile(machine, input_size, output_size, key=jax.random.PRNGKey(0))
+    model = build(jax.random.PRNGKey(0))
 
     @given(seed=seeds)
     def prop(seed):
         key = jax.random.PRNGKey(seed)
         k_model, k_x, k_len = jax.random.split(key, 3)
-        m = compile(machine, input_size, output_size, key=k_model)
+        m = build(k_model)
         xs = jax.random.normal(k_x, (batch, length, input_size), jnp.float32)
         # two distinct lengths keep the unpadded single runs at two compiles per check
         lengths = jax.random.choice(k_len, jnp.array([max(1, length // 2), length]), (batch,))
@@ -195,7 +211,7 @@ def check_machine(
         assert ys.shape == (length, output_size)
         assert_finite(ys, "outputs")
         with jax.disable_jit():
-            assert_trees_close(m(xs[0], mask[0]), (ys, aux), what="jit vs eager")
+            assert_trees_close(run(m, xs[0], mask[0]), (ys, aux), what="jit vs eager")
         all_ys, all_aux = batched(m, xs, mask)
         for b in range(batch):
             L = int(lengths[b])

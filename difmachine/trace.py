@@ -139,7 +139,8 @@ def heatmap_lines(
     step = 1 if row_labels else 2
     for r in range(0, matrix.shape[0], step):
         label = row_labels[r] if row_labels else (f"{row_index(r)}" if r % 8 == 0 else "")
-        text = Text(f"{label[:label_width]:>{label_width}} ", style="dim")
+        align = "<" if row_labels and any(" " in x for x in row_labels) else ">"  # sentences
+        text = Text(f"{label[:label_width]:{align}{label_width}} ", style="dim")
         for t in range(matrix.shape[1]):
             top = scale.colour(float(matrix[r, t]))
             if row_labels:
@@ -272,10 +273,21 @@ def render_options(name: str, data: np.ndarray, spec: TraceField, width: int) ->
     return render_heatmap(name, data, spec._replace(options=tuple(labels)), width)
 
 
+def render_program(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
+    """``data[T, entries]``: the neural programmer's induced program as one line per step,
+    ``step 1: greater(col A, 30) p=0.97`` (entries named by ``spec.options``; see
+    :func:`difmachine.devices.programmer.describe_program`)."""
+    from .devices.programmer import describe_program
+
+    lines = describe_program(data.reshape(data.shape[0], -1), spec.options)
+    return [Text(spec.label, style="bold"), *(Text("  " + line) for line in lines)]
+
+
 RENDERERS: dict[str, Callable[[str, np.ndarray, TraceField, int], list]] = {
     "heatmap": render_heatmap,
     "scalars": render_scalars,
     "options": render_options,
+    "program": render_program,
 }
 
 
@@ -382,20 +394,24 @@ def _tokens_panel(labels: dict) -> list:
     out = []
     target = labels.get("target", [])
     output = labels.get("output", [])
-    for key in ("source", "target", "output"):
+    for key in ("source", "question", "target", "output"):
         if key not in labels:
             continue
-        text = Text(f"{key:>6} ", style="bold")
+        if any(" " in t for t in labels[key]):  # sentences: they label the attention's rows
+            out.append(Text(f"{key:>8} {len(labels[key])} sentences (rows below)", style="bold"))
+            continue
+        text = Text(f"{key:>8} ", style="bold")
+        words = any(len(t) > 1 for t in labels[key][:-1])  # else characters, drawn unspaced
         for i, tok in enumerate(labels[key]):
             style = ""
             if key == "output":
                 style = "green" if i < len(target) and tok == target[i] else "bold red"
-            text.append(tok if len(tok) == 1 else f" {tok} ", style=style)
-            text.append(" " if any(len(t) > 1 for t in labels[key][:-1]) else "")
+            text.append(tok, style=style)
+            text.append(" " if words or len(tok) > 1 else "")
         out.append(text)
     if "output" in labels:
         right = sum(a == b for a, b in zip(output, target)) == len(target) == len(output)
-        out.append(Text("       exact" if right else "       wrong tokens in red", style="dim"))
+        out.append(Text(" " * 9 + ("exact" if right else "wrong tokens in red"), style="dim"))
     return out
 
 
@@ -471,6 +487,8 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
         )
     for name, _, field, data, spec in device_fields(example, machine):
         spec, data = _labelled(spec, data, labels)
+        if spec.kind == "program":  # text: the terminal trace prints it
+            continue
         if spec.kind in ("heatmap", "options"):
             for label, m, rows in head_panels(data, spec):
                 names = list(spec.options) if spec.options else [str(r) for r in rows]

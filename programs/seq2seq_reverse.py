@@ -20,7 +20,9 @@ import optax
 import difmachine as dm
 
 attention = dm.param("attention", "additive")
-decoder_devices = [] if attention == "none" else [dm.Attention(attention, size=dm.param("size", 64))]
+decoder_devices = (
+    [] if attention == "none" else [dm.Attention(attention, size=dm.param("size", 64))]
+)
 
 program = dm.Program(
     machine=dm.Seq2Seq(

@@ -3,6 +3,11 @@
 from .attention import Attention as Attention
 from .attention import StoryEmbedding as StoryEmbedding
 from .ntm import NTMMemory as NTMMemory
+from .programmer import ARITHMETIC_OPS as ARITHMETIC_OPS
+from .programmer import TABLE_OPS as TABLE_OPS
+from .programmer import Op as Op
+from .programmer import OpSelector as OpSelector
+from .programmer import Table as Table
 from .structures import JoulinStack as JoulinStack
 from .structures import NeuralDeque as NeuralDeque
 from .structures import NeuralQueue as NeuralQueue

@@ -1,5 +1,6 @@
 """Tasks: batch generators with their losses and metrics."""
 
+from .babi import Babi as Babi
 from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
@@ -9,6 +10,8 @@ from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
 from .parity import Parity as Parity
+from .programmer import Arithmetic as Arithmetic
+from .programmer import TableQA as TableQA
 from .symbols import AbstractSymbolTask as AbstractSymbolTask
 from .symbols import AnBn as AnBn
 from .symbols import BigramFlip as BigramFlip

@@ -1,0 +1,487 @@
+"""The Neural Programmer's operation selector (Neelakantan, Le & Sutskever 2015).
+
+A program of ``T`` steps is induced from final answers alone: at every step the controller emits
+a softmax ``alpha`` over a fixed set of typed operations and a softmax ``beta`` over the table's
+columns; *every* operation is run and the outputs of the same type are mixed by their
+probabilities, so the whole program is differentiable and needs no program supervision.
+
+Operations are declared, not coded into the device: ``Op(name, inputs, output, fn)`` with a pure
+jnp function ``fn`` of the named inputs (in order). The inputs an operation may read:
+
+- ``"column"``: one column of the table, ``[rows]``. The operation is run on *every* column and
+  its outputs are mixed by ``beta`` (the paper's ``sum_j beta_j op(table[:, j])``);
+- ``"pivot"``: a number picked from the question by a pointer. Each operation with a pivot gets
+  its own pointer field ``<name>_pivot`` (logits over the question's numbers, in order of
+  appearance, softmaxed over the real ones); the operation is run with every candidate number and
+  mixed by the pointer's distribution, so the choice of number gets a gradient although the
+  comparison itself is hard (the paper's separate pivots for greater and lesser);
+- ``"scalar-k"`` / ``"rows-k"``: the scalar / row-selector output of ``k`` steps ago (the
+  "pipe"); before the first step scalars are 0 and row selectors select every real row;
+- ``"mask"``: the table's row mask (1 = real row).
+
+and the two output types: ``"scalar"`` (a number) and ``"rows"`` (a row selector ``[rows]`` in
+[0, 1], 1 = selected). One step::
+
+    scalar_t = sum_{op: scalar} alpha_op out_op
+    rows_t   = mask * clip(sum_{op: rows} alpha_op out_op, 0, 1)
+
+(a scalar operation leaves ``rows_t`` near 0 and vice versa, as in the paper). When ``alpha``,
+``beta`` and the pointers are one-hot this is exactly the chosen operation's result.
+
+The table arrives as the device's context: a :class:`Table` ``(values[rows, columns],
+mask[rows], numbers[N], numbers_mask[N])`` (a plain ``Context(values, mask)`` works when no
+operation takes a pivot). The arithmetic version of the paper is a one-row table whose columns
+are the operands (:data:`ARITHMETIC_OPS`).
+
+The read handed back to the controller is ``scalar_t / scale``: with ``Machine(...,
+readout=<this device>)`` that read *is* the machine's answer (the task multiplies it back by the
+same ``scale``), and dividing keeps the controller's feedback input of order 1 when answers are
+sums in the hundreds. Trace: ``program`` (op probabilities, column probabilities and the picked
+pivots per step, drawn as a readable program by the ``program`` renderer), ``op`` and
+``column`` (heatmaps of the choices), ``rows`` (the row selector) and ``scalar``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..protocol import AbstractDevice, Field
+from .attention import attend
+
+OUTPUT_TYPES = ("scalar", "rows")
+
+
+class Table(NamedTuple):
+    """The operation selector's context: ``values[rows, columns]`` (numbers), ``mask[rows]`` (1 =
+    real row) and the question's numbers ``numbers[N]`` with ``numbers_mask[N]`` (pivots)."""
+
+    values: Any
+    mask: Any
+    numbers: Any = None
+    numbers_mask: Any = None
+
+
+def _lag(kind: str) -> tuple[str, int] | None:
+    """``"scalar-2"`` -> ``("scalar", 2)``; ``None`` for the other input kinds."""
+    base, sep, k = kind.partition("-")
+    if sep and base in OUTPUT_TYPES and k.isdigit() and int(k) >= 1:
+        return base, int(k)
+    return None
+
+
+class Op:
+    """A typed operation: ``fn(*inputs) -> output`` with ``inputs`` drawn from ``"column"``,
+    ``"pivot"``, ``"scalar-k"``, ``"rows-k"`` (k >= 1 steps back) and ``"mask"``, and ``output``
+    ``"scalar"`` (shape ``()``) or ``"rows"`` (shape ``[rows]``). ``fn`` must be a pure jnp
+    function; define it at module level so the spec stays hashable and its repr stable.
+
+    An immutable value (equal and hashable by its fields) rather than a NamedTuple, so that a
+    spec prints each op as one line, ``Op(greater(column, pivot) -> rows)``.
+    """
+
+    __slots__ = ("name", "inputs", "output", "fn")
+
+    def __init__(self, name: str, inputs: tuple[str, ...], output: str, fn: Callable):
+        for attr, value in zip(self.__slots__, (name, tuple(inputs), output, fn)):
+            object.__setattr__(self, attr, value)
+        self.check()
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Op is immutable")
+
+    def _key(self):
+        return (self.name, self.inputs, self.output, self.fn)
+
+    def __eq__(self, other):
+        return isinstance(other, Op) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def check(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"Op name must be an identifier, got {self.name!r}")
+        if self.output not in OUTPUT_TYPES:
+            raise ValueError(
+                f"Op {self.name!r} output must be one of {OUTPUT_TYPES}, got {self.output!r}"
+            )
+        for kind in self.inputs:
+            if kind not in ("column", "pivot", "mask") and _lag(kind) is None:
+                raise ValueError(
+                    f"Op {self.name!r} input {kind!r} must be column, pivot, mask, "
+                    "scalar-k or rows-k (k >= 1)"
+                )
+        for kind in ("column", "pivot"):
+            if self.inputs.count(kind) > 1:
+                raise ValueError(f"Op {self.name!r} takes {kind!r} at most once")
+        if not callable(self.fn):
+            raise ValueError(f"Op {self.name!r} fn must be a function, got {self.fn!r}")
+
+    def signature(self) -> str:
+        """``"greater(column, pivot) -> rows"``."""
+        return f"{self.name}({', '.join(self.inputs)}) -> {self.output}"
+
+    def __repr__(self) -> str:  # short: specs (and traces' titles) print every op
+        return f"Op({self.signature()})"
+
+
+# -- the paper's table operations -------------------------------------------------------------
+
+
+def op_sum(column, rows):
+    """``sum_i rows_i column_i``: the sum of the selected rows' values."""
+    return jnp.sum(rows * column)
+
+
+def op_count(rows):
+    """``sum_i rows_i``: how many rows are selected."""
+    return jnp.sum(rows)
+
+
+def op_difference(earlier, later):
+    """``earlier - later`` (the paper's ``scalar_{t-3} - scalar_{t-1}``)."""
+    return earlier - later
+
+
+def op_print(column, rows):
+    """The selected cell's value (a lookup answer as a scalar): ``sum_i rows_i column_i /
+    max(1, sum_i rows_i)``, the mean over the selected rows when several are selected."""
+    return jnp.sum(rows * column) / jnp.maximum(jnp.sum(rows), 1.0)
+
+
+def op_greater(column, pivot):
+    """``[column_i > pivot]``: the rows whose value exceeds the pivot."""
+    return (column > pivot).astype(jnp.float32)
+
+
+def op_lesser(column, pivot):
+    """``[column_i < pivot]``."""
+    return (column < pivot).astype(jnp.float32)
+
+
+def op_and(previous, earlier):
+    """``min(rows_{t-1}, rows_{t-2})``."""
+    return jnp.minimum(previous, earlier)
+
+
+def op_or(previous, earlier):
+    """``max(rows_{t-1}, rows_{t-2})``."""
+    return jnp.maximum(previous, earlier)
+
+
+def op_reset(mask):
+    """Every real row."""
+    return mask
+
+
+TABLE_OPS: tuple[Op, ...] = (
+    Op("sum", ("column", "rows-1"), "scalar", op_sum),
+    Op("count", ("rows-1",), "scalar", op_count),
+    Op("difference", ("scalar-3", "scalar-1"), "scalar", op_difference),
+    Op("print", ("column", "rows-1"), "scalar", op_print),
+    Op("greater", ("column", "pivot"), "rows", op_greater),
+    Op("lesser", ("column", "pivot"), "rows", op_lesser),
+    Op("and", ("rows-1", "rows-2"), "rows", op_and),
+    Op("or", ("rows-1", "rows-2"), "rows", op_or),
+    Op("reset", ("mask",), "rows", op_reset),
+)
+
+# -- the simplified arithmetic version: a one-row table whose columns are the operands ----------
+
+#: ``|b|`` below this is treated as this (sign kept) by :func:`safe_divide`
+DIVIDE_EPS = 1e-3
+
+
+def safe_divide(a, b):
+    """``a / b`` with ``|b|`` kept at least :data:`DIVIDE_EPS` (finite values and gradients)."""
+    sign = jnp.where(b < 0, -1.0, 1.0)
+    return a / (sign * jnp.maximum(jnp.abs(b), DIVIDE_EPS))
+
+
+def op_load(column):
+    """The chosen operand (the row-0 value of the chosen column)."""
+    return column[0]
+
+
+def op_add(previous, column):
+    return previous + column[0]
+
+
+def op_subtract(previous, column):
+    return previous - column[0]
+
+
+def op_multiply(previous, column):
+    return previous * column[0]
+
+
+def op_divide(previous, column):
+    return safe_divide(previous, column[0])
+
+
+ARITHMETIC_OPS: tuple[Op, ...] = (
+    Op("load", ("column",), "scalar", op_load),
+    Op("add", ("scalar-1", "column"), "scalar", op_add),
+    Op("subtract", ("scalar-1", "column"), "scalar", op_subtract),
+    Op("multiply", ("scalar-1", "column"), "scalar", op_multiply),
+    Op("divide", ("scalar-1", "column"), "scalar", op_divide),
+)
+
+
+class OpSelector(AbstractDevice):
+    """Soft selection of typed operations over a table (see the module docstring).
+
+    - ``ops``: the operations (:data:`TABLE_OPS`, :data:`ARITHMETIC_OPS` or your own :class:`Op`\\ s).
+    - ``columns``: the table's column names (their number is the column softmax's width).
+    - ``numbers``: how many numbers the question may hold (pointer slots), for ops with a pivot.
+    - ``scale``: the read is the step's scalar output divided by ``scale``.
+    """
+
+    ops: tuple[Op, ...] = eqx.field(static=True, default=TABLE_OPS)
+    columns: tuple[str, ...] = eqx.field(static=True, default=("A",))
+    numbers: int = eqx.field(static=True, default=2)
+    scale: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        if not isinstance(self.ops, tuple) or not self.ops:
+            raise ValueError("OpSelector ops must be a non-empty tuple of Op(...)")
+        for op in self.ops:
+            if not isinstance(op, Op):
+                raise ValueError(f"OpSelector ops must be Op(...) values, got {op!r}")
+            op.check()
+        names = [op.name for op in self.ops]
+        if len(set(names)) != len(names):
+            raise ValueError(f"OpSelector op names must be distinct, got {names}")
+        if not isinstance(self.columns, tuple) or not self.columns:
+            raise ValueError(
+                f"OpSelector columns must be a non-empty tuple of names, got {self.columns!r}"
+            )
+        if not isinstance(self.numbers, int) or self.numbers < 1:
+            raise ValueError(f"OpSelector numbers must be a positive integer, got {self.numbers!r}")
+        if not isinstance(self.scale, (int, float)) or not self.scale > 0:
+            raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def history(self, kind: str) -> int:
+        """How many past outputs of ``kind`` (scalar or rows) the ops read (at least 1)."""
+        lags = [lag[1] for op in self.ops for k in op.inputs if (lag := _lag(k)) and lag[0] == kind]
+        return max([1, *lags])
+
+    @property
+    def uses_columns(self) -> bool:
+        return any("column" in op.inputs for op in self.ops)
+
+    @property
+    def uses_rows(self) -> bool:
+        return any(op.output == "rows" for op in self.ops)
+
+    @property
+    def pivot_ops(self) -> tuple[str, ...]:
+        return tuple(op.name for op in self.ops if "pivot" in op.inputs)
+
+    def interface(self):
+        fields = {"op": Field((len(self.ops),), "softmax")}
+        if self.uses_columns:
+            fields["column"] = Field((len(self.columns),), "softmax")
+        for name in self.pivot_ops:  # masked softmax over the question's numbers, in step()
+            fields[f"{name}_pivot"] = Field((self.numbers,), "identity")
+        return fields
+
+    @property
+    def read_size(self) -> int:
+        return 1
+
+    def init_params(self, key):
+        return {}
+
+    def init_state(self, params, context=None):
+        if context is None:
+            raise ValueError(
+                "OpSelector needs a table: run the machine with context=Table(values, mask, ...)"
+            )
+        values = jnp.asarray(context[0], jnp.float32)
+        mask = jnp.asarray(context[1], jnp.float32)
+        if values.ndim != 2 or values.shape[1] != len(self.columns):
+            raise ValueError(
+                f"OpSelector table must be [rows, {len(self.columns)}] for columns "
+                f"{self.columns}, got shape {values.shape}"
+            )
+        if mask.shape != values.shape[:1]:
+            raise ValueError(f"OpSelector row mask must be [{values.shape[0]}], got {mask.shape}")
+        numbers = getattr(context, "numbers", None)
+        numbers_mask = getattr(context, "numbers_mask", None)
+        if numbers is None:
+            if self.pivot_ops:
+                raise ValueError(
+                    f"OpSelector ops {self.pivot_ops} take a pivot: the context must be a "
+                    "Table(values, mask, numbers, numbers_mask)"
+                )
+            numbers = jnp.zeros((self.numbers,), jnp.float32)
+            numbers_mask = jnp.zeros((self.numbers,), jnp.float32)
+        numbers = jnp.asarray(numbers, jnp.float32)
+        numbers_mask = (
+            jnp.ones_like(numbers)
+            if numbers_mask is None
+            else jnp.asarray(numbers_mask, jnp.float32)
+        )
+        if numbers.shape != (self.numbers,) or numbers_mask.shape != (self.numbers,):
+            raise ValueError(
+                f"OpSelector question numbers must be [{self.numbers}] (numbers={self.numbers}), "
+                f"got {numbers.shape}"
+            )
+        return {
+            "table": values,
+            "mask": mask,
+            "numbers": numbers,
+            "numbers_mask": numbers_mask,
+            "scalars": jnp.zeros((self.history("scalar"),), jnp.float32),
+            "rows": jnp.broadcast_to(mask, (self.history("rows"), mask.shape[0])),
+        }
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def run_op(self, op: Op, state, beta, pivot_weights):
+        """One operation's output, mixed over columns (by ``beta``) and over the question's
+        numbers (by its pointer) when it takes them."""
+
+        def value(kind, column, pivot):
+            if kind == "column":
+                return column
+            if kind == "pivot":
+                return pivot
+            if kind == "mask":
+                return state["mask"]
+            base, k = _lag(kind)
+            return state["scalars" if base == "scalar" else "rows"][k - 1]
+
+        def call(column, pivot):
+            return op.fn(*(value(kind, column, pivot) for kind in op.inputs))
+
+        if "pivot" in op.inputs:
+            over_pivots = jax.vmap(call, in_axes=(None, 0))
+            weights = pivot_weights[op.name]
+            inner = lambda column: jnp.tensordot(weights, over_pivots(column, state["numbers"]), 1)
+        else:
+            inner = lambda column: call(column, None)
+        if "column" in op.inputs:
+            outs = jax.vmap(inner, in_axes=1)(state["table"])  # [columns, ...]
+            return jnp.tensordot(beta, outs, 1)
+        return inner(None)
+
+    def step(self, params, state, iface):
+        alpha = iface["op"]
+        beta = iface.get("column")
+        pivot_weights = {
+            name: attend(iface[f"{name}_pivot"], state["numbers_mask"]) for name in self.pivot_ops
+        }
+        R = state["mask"].shape[0]
+        scalar = jnp.zeros((), jnp.float32)
+        rows = jnp.zeros((R,), jnp.float32)
+        for k, op in enumerate(self.ops):
+            out = jnp.asarray(self.run_op(op, state, beta, pivot_weights), jnp.float32)
+            if op.output == "scalar":
+                scalar = scalar + alpha[k] * out.reshape(())
+            else:
+                rows = rows + alpha[k] * jnp.broadcast_to(out, (R,))
+        rows = state["mask"] * jnp.clip(rows, 0.0, 1.0)
+        new = {
+            **state,
+            "scalars": jnp.concatenate([scalar[None], state["scalars"][:-1]]),
+            "rows": jnp.concatenate([rows[None], state["rows"][:-1]]),
+        }
+        none = jnp.zeros((0,), jnp.float32)
+        pivots = [pivot_weights[n] @ state["numbers"] for n in self.pivot_ops]
+        program = jnp.concatenate(
+            [
+                alpha,
+                none if beta is None else beta,
+                jnp.stack(pivots) if pivots else none,
+                scalar[None],
+            ]
+        )
+        trace = {"program": program, "op": alpha, "scalar": scalar}
+        if beta is not None:
+            trace["column"] = beta
+        if self.uses_rows:
+            trace["rows"] = rows
+        return (scalar / self.scale)[None], new, trace
+
+    def program_options(self) -> tuple[str, ...]:
+        """Names of the entries of the ``program`` trace record (see :func:`describe_program`)."""
+        cols = self.columns if self.uses_columns else ()
+        return (
+            *(f"op {op.signature()}" for op in self.ops),
+            *(f"column {c}" for c in cols),
+            *(f"pivot {n}" for n in self.pivot_ops),
+            "output",
+        )
+
+    def trace_spec(self):
+        from ..trace import TraceField
+
+        spec = {
+            "program": TraceField("program", "induced program", options=self.program_options()),
+            "op": TraceField("options", "operation", options=tuple(op.name for op in self.ops)),
+        }
+        if self.uses_columns:
+            spec["column"] = TraceField("options", "column", options=self.columns)
+        if self.uses_rows:  # axis "position": traces label the rows with the table's rows
+            spec["rows"] = TraceField("heatmap", "row selector", axis="position")
+        spec["scalar"] = TraceField("scalars", "scalar output")
+        return spec
+
+
+def describe_program(record: np.ndarray, options: tuple[str, ...]) -> list[str]:
+    """Readable lines, one per step, from a ``program`` trace record ``[T, entries]`` whose
+    entries are named by ``options`` (``"op NAME(INPUTS)"``, ``"column NAME"``, ``"pivot OP"``,
+    ``"output"``): ``"step 1: greater(col A, 30) p=0.97"`` with the most likely operation, its
+    probability, the most likely column (with its probability when below 0.95) and the pivot,
+    followed by ``-> value`` for steps whose chosen operation is scalar-valued.
+    """
+    record = np.asarray(record, dtype=np.float64)
+    ops = [(i, o[3:]) for i, o in enumerate(options) if o.startswith("op ")]
+    cols = [(i, o[7:]) for i, o in enumerate(options) if o.startswith("column ")]
+    pivots = {o[6:]: i for i, o in enumerate(options) if o.startswith("pivot ")}
+    output = options.index("output") if "output" in options else None
+    lines = []
+    for t, row in enumerate(record):
+        k = max(range(len(ops)), key=lambda j: row[ops[j][0]])
+        p = row[ops[k][0]]
+        head, _, kind_out = ops[k][1].partition(" -> ")
+        name, _, args = head.partition("(")
+        words = []
+        for kind in filter(None, (a.strip() for a in args.rstrip(")").split(","))):
+            if kind == "column" and cols:
+                j = max(range(len(cols)), key=lambda c: row[cols[c][0]])
+                col_p = row[cols[j][0]]
+                words.append(f"col {cols[j][1]}" + (f" ({col_p:.2f})" if col_p < 0.95 else ""))
+            elif kind == "pivot" and name in pivots:
+                words.append(f"{row[pivots[name]]:.4g}")
+            elif kind == "mask":
+                continue
+            else:
+                base, _, lag = kind.partition("-")
+                words.append(f"{'s' if base == 'scalar' else 'rows'}[{max(0, t + 1 - int(lag))}]")
+        line = f"step {t + 1}: {name}({', '.join(words)}) p={p:.2f}"
+        if output is not None and kind_out != "rows":
+            line += f"  -> {row[output]:.4g}"
+        lines.append(line)
+    return lines
+
+
+__all__ = [
+    "OpSelector",
+    "Op",
+    "Table",
+    "TABLE_OPS",
+    "ARITHMETIC_OPS",
+    "safe_divide",
+    "describe_program",
+]

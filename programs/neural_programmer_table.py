@@ -1,0 +1,59 @@
+"""The Neural Programmer on synthetic table question answering (Neelakantan et al. 2015).
+
+Task: `TableQA`: tables of `columns` numeric columns (A, B, C by default; `--set columns=1` is
+the paper's single-column setting) and 4..8 rows of distinct integers in [0, 100), and template
+questions over them: "sum of B", "count rows where A greater than 30", "sum of B where A lesser
+than 52", "sum of C where A greater than 12 and lesser than 70", "count rows where B lesser than
+20 or greater than 80", "print B where A greater than 93", "difference between sum of B and sum
+of C". Only the numeric answer is supervised (Huber loss); right means within 0.5. Main metric
+`errors = 1 - accuracy`.
+
+Machine: a `Seq2Seq` whose encoder is a GRU over the question's words (numbers as one <num>
+token) and whose decoder is a GRU run for `T = 4` steps with an `OpSelector` holding the
+paper's operations (sum, count, difference, print, greater, lesser, and, or, reset). The batch
+context routes the question to the encoder and the table with the question's numbers to the
+device: `{"source": Context(question), "programmer": Table(values, rows, numbers)}`. Each step
+the decoder picks an operation, a column and, for greater/lesser, one of the question's numbers
+(a pointer over them); `readout` makes the last step's scalar the answer.
+
+Training aids: gradient clipping (`clip`) and annealed Gaussian gradient noise of variance
+`noise / (1 + t)^0.55` (`--set noise=0` to turn it off). `--set seed=K` changes initialisation,
+data and noise. `difmachine trace RUN` prints the induced program ("step 1: greater(col A, 30)
+p=0.97; step 2: sum(col B, rows[1]) p=0.99") and the row selector over the table's rows;
+`difmachine eval RUN --lengths 8,16,32` tries bigger tables than in training.
+"""
+
+import optax
+
+import difmachine as dm
+
+seed = dm.param("seed", 0)
+task = dm.TableQA(
+    columns=dm.param("columns", 3),
+    max_rows=dm.param("max_rows", 8),
+    delta=dm.param("delta", 10.0),
+)
+programmer = dm.OpSelector(dm.TABLE_OPS, columns=task.names, numbers=2, scale=task.scale)
+
+program = dm.Program(
+    machine=dm.Seq2Seq(
+        encoder=dm.Encoder(dm.GRU(dm.param("encoder", 64))),
+        decoder=dm.Machine(
+            controller=dm.GRU(dm.param("hidden", 64)),
+            devices={"programmer": programmer},
+            readout="programmer",
+        ),
+    ),
+    task=task,
+    optimizer=optax.chain(
+        optax.clip_by_global_norm(dm.param("clip", 1.0)),
+        dm.gradient_noise(dm.param("noise", 1e-3), 0.55, seed=seed),
+        optax.adam(dm.param("lr", 1e-2)),
+    ),
+    batch_size=dm.param("batch_size", 32),
+    steps=dm.param("steps", 6000),
+    seed=seed,
+    eval_every=1000,
+    eval_samples=512,
+    target=dm.param("target", 0.0),
+)

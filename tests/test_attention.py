@@ -1,0 +1,120 @@
+"""The Attention device: masked softmax, score kinds, story embedding, protocol checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import difmachine as dm
+from difmachine.devices.attention import attend, position_encoding
+from difmachine.testing import assert_trees_close, check_device
+
+attend_jit = jax.jit(attend)
+
+
+@given(
+    scores=st.lists(st.floats(-50, 50, width=32), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_attention_weights_are_a_distribution_over_real_positions_and_zero_on_padding(scores, data):
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores))))
+    w = np.asarray(attend_jit(jnp.array(scores, jnp.float32), jnp.asarray(mask, jnp.float32)))
+    assert np.all(w[~mask] == 0.0), "padded positions must get exactly zero weight"
+    assert np.all(w >= 0)
+    if mask.any():
+        np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
+        # agrees with a plain softmax over the real positions only
+        real = np.array(scores, np.float64)[mask]
+        ref = np.exp(real - real.max()) / np.exp(real - real.max()).sum()
+        np.testing.assert_allclose(w[mask], ref, rtol=1e-4, atol=1e-6)
+    else:
+        assert w.sum() == 0.0
+
+
+def test_masked_attention_has_finite_gradients_even_with_nothing_to_attend():
+    g = jax.grad(lambda s, m: jnp.sum(attend(s, m) * jnp.arange(3.0)))(jnp.ones(3), jnp.zeros(3))
+    assert np.all(np.isfinite(g))
+
+
+@given(k=st.integers(0, 5), length=st.integers(1, 6), sharp=st.floats(5.0, 20.0))
+def test_dot_attention_on_a_one_hot_context_picks_the_matching_state(k, length, sharp):
+    k = k % length
+    dev = dm.Attention("dot", context_size=6)
+    values = jnp.eye(6, dtype=jnp.float32)[:length]
+    state = dev.init_state({}, dm.Context(values, jnp.ones(length)))
+    query = sharp * jnp.eye(6, dtype=jnp.float32)[k]
+    read, _, trace = dev.step({}, state, {"query": query})
+    assert int(jnp.argmax(trace["weights"])) == k
+    expected = np.exp(sharp) / (np.exp(sharp) + length - 1)  # every other score is 0
+    np.testing.assert_allclose(float(trace["weights"][k]), expected, rtol=1e-5)
+    np.testing.assert_allclose(read[k], expected, rtol=1e-5)
+
+
+def _context(key, S=5, E=4, real=3):
+    values = jax.random.normal(key, (S, E), jnp.float32)
+    return dm.Context(values, (jnp.arange(S) < real).astype(jnp.float32))
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_attention_device_protocol(kind):
+    dev = dm.Attention(kind, size=None if kind == "dot" else 6, context_size=4)
+
+    def invariants(state, reads, traces):
+        w = np.asarray(traces["weights"])
+        assert np.all(w[:, 3:] == 0.0)
+        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+
+    check_device(dev, context=_context(jax.random.PRNGKey(1)), invariants=invariants)
+
+
+def test_memory_network_story_device_protocol():
+    story = dm.StoryEmbedding(vocab=9, dim=5, sentences=6, words=4)
+    dev = dm.Attention("dot", story=story)
+    tokens = jnp.array([[1, 2, 3, 0], [4, 5, 0, 0], [0, 0, 0, 0]], jnp.int32)
+    check_device(dev, context=dm.Context(tokens, jnp.array([1.0, 1.0, 0.0])))
+
+
+@given(n=st.integers(1, 7))
+def test_position_encoding_matches_the_papers_formula(n):
+    J, d = 7, 5
+    got = np.asarray(position_encoding(jnp.asarray(n), J, d))
+    for j in range(1, J + 1):
+        for k in range(1, d + 1):
+            ref = (1 - j / n) - (k / d) * (1 - 2 * j / n)
+            np.testing.assert_allclose(got[j - 1, k - 1], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_story_embedding_is_position_sensitive_and_ignores_padding_words():
+    story = dm.StoryEmbedding(vocab=6, dim=4, sentences=3, words=4, temporal=False)
+    params = story.init_params(jax.random.PRNGKey(0))
+    mask = jnp.ones(2)
+    ab = story.embed(params, jnp.array([[1, 2, 0, 0], [2, 1, 0, 0]]), mask)[0]
+    assert not np.allclose(ab[0], ab[1]), "word order must matter with position encoding"
+    bag = dm.StoryEmbedding(6, 4, 3, 4, position_encoding=False, temporal=False)
+    same = bag.embed(params, jnp.array([[1, 2, 0, 0], [2, 1, 0, 0]]), mask)[0]
+    np.testing.assert_allclose(same[0], same[1], rtol=1e-6)
+    np.testing.assert_allclose(same[0], params["A"][1] + params["A"][2], rtol=1e-6)
+
+
+def test_temporal_encoding_counts_back_from_the_latest_real_sentence():
+    story = dm.StoryEmbedding(vocab=4, dim=3, sentences=5, words=2, position_encoding=False)
+    params = story.init_params(jax.random.PRNGKey(0))
+    tokens = jnp.zeros((4, 2), jnp.int32)  # empty sentences: only the temporal term remains
+    keys, _ = story.embed(params, tokens, jnp.array([1.0, 1.0, 1.0, 0.0]))
+    assert_trees_close(keys[:3], params["T_A"][jnp.array([2, 1, 0])])
+
+
+def test_attention_errors_are_clear():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        dm.Attention("cosine", size=4)
+    with pytest.raises(ValueError, match="needs size"):
+        dm.Attention("additive")
+    with pytest.raises(ValueError, match="context_size"):
+        dm.Attention("dot").interface()
+    dev = dm.Attention("dot", context_size=3)
+    with pytest.raises(ValueError, match="needs a context"):
+        dev.init_state({})
+    with pytest.raises(ValueError, match="4 wide"):
+        dev.init_state({}, dm.Context(jnp.zeros((2, 4)), jnp.ones(2)))

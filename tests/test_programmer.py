@@ -1,0 +1,375 @@
+"""The Neural Programmer: the operation selector, its tasks, its trace and its training aids."""
+
+import io
+import re
+from fractions import Fraction
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+import difmachine as dm
+from difmachine import testing
+from difmachine.devices.programmer import ARITHMETIC_OPS, TABLE_OPS, describe_program
+from difmachine.tasks.programmer import COLUMN_NAMES, VOCAB
+from difmachine.trace import RENDERERS
+
+R, C, N = 5, 3, 2  # rows, columns, question numbers: one shape, so each jitted check compiles once
+seeds = st.integers(0, 2**31 - 1)
+
+# -- plain numpy references of every operation -----------------------------------------------
+
+REFERENCES = {
+    "sum": lambda col, rows: np.sum(rows * col),
+    "count": lambda rows: np.sum(rows),
+    "difference": lambda earlier, later: earlier - later,
+    "print": lambda col, rows: np.sum(rows * col) / max(1.0, np.sum(rows)),
+    "greater": lambda col, pivot: np.array([1.0 if v > pivot else 0.0 for v in col]),
+    "lesser": lambda col, pivot: np.array([1.0 if v < pivot else 0.0 for v in col]),
+    "and": lambda a, b: np.array([min(x, y) for x, y in zip(a, b)]),
+    "or": lambda a, b: np.array([max(x, y) for x, y in zip(a, b)]),
+    "reset": lambda mask: mask.copy(),
+    "load": lambda col: col[0],
+    "add": lambda s, col: s + col[0],
+    "subtract": lambda s, col: s - col[0],
+    "multiply": lambda s, col: s * col[0],
+    "divide": lambda s, col: s / col[0] if abs(col[0]) >= 1e-3 else s / np.copysign(1e-3, col[0]),
+}
+
+
+def test_every_op_has_a_reference():
+    assert {op.name for op in TABLE_OPS + ARITHMETIC_OPS} == set(REFERENCES)
+
+
+def random_world(seed):
+    """A random table (integers, some rows padded), question numbers and pipe history."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-20, 100, size=(R, C)).astype(np.float32)
+    real = int(rng.integers(1, R + 1))
+    mask = (np.arange(R) < real).astype(np.float32)
+    numbers = rng.integers(-20, 100, size=N).astype(np.float32)
+    numbers_mask = np.ones(N, np.float32)
+    scalars = rng.normal(0, 50, size=3).astype(np.float32)
+    rows = (rng.uniform(size=(2, R)) * mask).astype(np.float32)
+    return rng, dm.Table(values, mask, numbers, numbers_mask), scalars, rows
+
+
+def inputs_of(op, col, pivot, mask, scalars, rows):
+    out = []
+    for kind in op.inputs:
+        if kind == "column":
+            out.append(col)
+        elif kind == "pivot":
+            out.append(pivot)
+        elif kind == "mask":
+            out.append(mask)
+        else:
+            base, k = kind.split("-")
+            out.append((scalars if base == "scalar" else rows)[int(k) - 1])
+    return out
+
+
+@pytest.mark.parametrize("ops", [TABLE_OPS, ARITHMETIC_OPS], ids=["table", "arithmetic"])
+def test_one_hot_mixture_is_the_hard_result_for_every_op(ops):
+    """With one-hot op, column and pointer choices a step is exactly the chosen op's result,
+    compared with a plain numpy evaluation of that op (and its pure function alike)."""
+    device = dm.OpSelector(ops, columns=tuple(COLUMN_NAMES[:C]), numbers=N, scale=10.0)
+    step = jax.jit(device.step)
+    fields = device.interface()
+
+    @given(seed=seeds, k=st.integers(0, len(ops) - 1))
+    def prop(seed, k):
+        rng, table, scalars, rows = random_world(seed)
+        numbers = table.numbers
+        if not device.pivot_ops:
+            table = table._replace(numbers=None, numbers_mask=None)
+        state = device.init_state({}, table)
+        state["scalars"] = jnp.asarray(scalars[: device.history("scalar")])
+        state["rows"] = jnp.asarray(rows[: device.history("rows")])
+        j, i = int(rng.integers(C)), int(rng.integers(N))
+        iface = {
+            "op": jax.nn.one_hot(k, len(ops)),
+            "column": jax.nn.one_hot(j, C),
+            **{
+                name: jnp.where(jnp.arange(N) == i, 0.0, -1e30)
+                for name in fields
+                if "pivot" in name
+            },
+        }
+        read, new, trace = step({}, state, iface)
+        op = ops[k]
+        args = inputs_of(op, table.values[:, j], numbers[i], table.mask, scalars, rows)
+        want = np.asarray(REFERENCES[op.name](*args), np.float64)
+        direct = op.fn(*(jnp.asarray(a, jnp.float32) for a in args))
+        np.testing.assert_allclose(direct, want, rtol=1e-5, atol=1e-4, err_msg=f"{op.name} fn")
+        if op.output == "scalar":
+            np.testing.assert_allclose(read[0] * 10.0, want, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(new["scalars"][0], want, rtol=1e-5, atol=1e-4)
+            assert np.all(np.asarray(new["rows"][0]) == 0.0)
+        else:
+            np.testing.assert_allclose(new["rows"][0], table.mask * np.clip(want, 0, 1), atol=1e-6)
+            assert float(read[0]) == 0.0
+        # the pipe moved on by one step
+        np.testing.assert_allclose(new["scalars"][1:], scalars[: device.history("scalar") - 1])
+
+    prop()
+
+
+def test_soft_mixture_is_the_probability_weighted_sum():
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N)
+    _, table, _, _ = random_world(3)
+    state = device.init_state({}, table)
+    alpha = jax.nn.softmax(jnp.arange(len(TABLE_OPS), dtype=jnp.float32) / 3)
+    beta = jnp.array([0.2, 0.5, 0.3], jnp.float32)
+    iface = {
+        "op": alpha,
+        "column": beta,
+        "greater_pivot": jnp.zeros(N),
+        "lesser_pivot": jnp.zeros(N),
+    }
+    read, _, _ = device.step({}, state, iface)
+    sums = [np.sum(table.mask * table.values[:, j]) for j in range(C)]
+    count = table.mask.sum()
+    prints = [s / max(1.0, count) for s in sums]
+    want = alpha[0] * np.dot(beta, sums) + alpha[1] * count + alpha[3] * np.dot(beta, prints)
+    np.testing.assert_allclose(read[0], want, rtol=1e-5)
+
+
+# -- protocol checks ------------------------------------------------------------------------------
+
+
+def selector_invariants(final, reads, traces):
+    rows = np.asarray(traces["rows"])
+    assert np.all((rows >= 0.0) & (rows <= 1.0)), f"row selector outside [0, 1]: {rows}"
+    mask = np.asarray(final["mask"])
+    assert np.all(rows[:, mask == 0] == 0.0), "a padded row was selected"
+    for key in ("op", "column"):
+        p = np.asarray(traces[key])
+        assert np.all(p >= 0.0) and np.allclose(p.sum(-1), 1.0, atol=1e-5), (
+            f"{key} not a distribution"
+        )
+
+
+def test_table_selector_device_checks():
+    _, table, _, _ = random_world(0)
+    table = table._replace(numbers_mask=np.array([1.0, 0.0], np.float32))  # one padded number
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N, scale=100.0)
+    testing.check_device(device, context=table, steps=4, invariants=selector_invariants)
+
+
+def test_arithmetic_selector_device_checks():
+    context = dm.Context(np.array([[3.0, -7.0, 0.0]], np.float32), np.ones(1, np.float32))
+    device = dm.OpSelector(ARITHMETIC_OPS, columns=("x1", "x2", "x3"), scale=10.0)
+    testing.check_device(device, context=context, steps=3)
+
+
+def test_padded_question_numbers_are_never_picked():
+    _, table, _, _ = random_world(1)
+    table = table._replace(
+        numbers=np.array([10.0, 1e6], np.float32), numbers_mask=np.array([1.0, 0.0], np.float32)
+    )
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N)
+    state = device.init_state({}, table)
+    k = [op.name for op in TABLE_OPS].index("greater")
+    iface = {
+        "op": jax.nn.one_hot(k, len(TABLE_OPS)),
+        "column": jax.nn.one_hot(0, C),
+        "greater_pivot": jnp.array([0.0, 50.0]),  # prefers the padded number
+        "lesser_pivot": jnp.zeros(N),
+    }
+    _, new, trace = device.step({}, state, iface)
+    np.testing.assert_array_equal(new["rows"][0], table.mask * (table.values[:, 0] > 10.0))
+
+
+def test_machine_with_readout_passes_machine_checks():
+    _, table, _, _ = random_world(2)
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N, scale=100.0)
+    machine = dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer")
+    model = testing.check_machine(machine, 3, 1, length=4, context=table)
+    assert "W_o" not in model.params
+    xs = jnp.ones((4, 3), jnp.float32)
+    ys, aux = model(xs, trace=True, context=table)
+    np.testing.assert_allclose(ys[:, 0] * 100.0, aux["trace"]["programmer"]["scalar"], rtol=1e-5)
+
+
+def test_readout_errors():
+    device = dm.OpSelector(TABLE_OPS, columns=("A",))
+    with pytest.raises(ValueError, match="readout 'nope' must name one of its devices"):
+        dm.Machine(dm.GRU(4), {"programmer": device}, readout="nope")
+    machine = dm.Machine(dm.GRU(4), {"programmer": device}, readout="programmer")
+    with pytest.raises(ValueError, match="reads 1 values but the task's output_size is 2"):
+        dm.compile(machine, 3, 2, key=jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: dm.OpSelector(numbers=0), "numbers must be a positive integer"),
+        (lambda: dm.OpSelector(scale=-1.0), "scale must be a positive number"),
+        (lambda: dm.OpSelector(ops=()), "non-empty tuple"),
+        (lambda: dm.OpSelector(ops=TABLE_OPS + TABLE_OPS[:1]), "names must be distinct"),
+        (lambda: dm.Op("f", ("scalar-0",), "scalar", abs), "scalar-k or rows-k"),
+        (lambda: dm.Op("f", ("column",), "vector", abs), "output must be one of"),
+        (lambda: dm.TableQA(columns=9), "columns must be between 1 and 5"),
+        (lambda: dm.TableQA(steps=3), "steps must be an integer >= 4"),
+        (lambda: dm.TableQA(templates=("nope",)), "templates must be a non-empty subset"),
+        (lambda: dm.TableQA(delta=0.0), "delta must be a positive number"),
+        (lambda: dm.Arithmetic(operands=1), "operands must be an integer >= 2"),
+        (lambda: dm.Arithmetic(ops=("power",)), "ops must be a non-empty subset"),
+        (lambda: dm.gradient_noise(-1.0), "eta must be a non-negative number"),
+    ],
+)
+def test_bad_hyperparameters_are_one_line_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_table_shape_errors():
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B"), numbers=N)
+    _, table, _, _ = random_world(0)
+    with pytest.raises(ValueError, match=r"table must be \[rows, 2\]"):
+        device.init_state({}, table)
+    with pytest.raises(ValueError, match="take a pivot"):
+        device.init_state({}, dm.Context(table.values[:, :2], table.mask))
+
+
+# -- tasks: answers by construction, checked by independent interpreters ---------------------
+
+
+def interpret(question: str, table: np.ndarray) -> float:
+    """An independent interpreter of the template language (regular expressions over the
+    question text, Python loops over the table's rows)."""
+    cols = {
+        name: [float(r[i]) for r in table] for i, name in enumerate(COLUMN_NAMES[: table.shape[1]])
+    }
+    m = re.fullmatch(r"difference between sum of (\w) and sum of (\w)", question)
+    if m:
+        return sum(cols[m[1]]) - sum(cols[m[2]])
+    m = re.fullmatch(r"(sum of|print|count) (?:rows|(\w))(?: where (\w) (.*))?", question)
+    assert m, question
+    what, target, key, condition = m.groups()
+    keep = list(range(len(table)))
+    if key is not None:
+        clauses = re.split(r" (and|or) ", condition)
+        tests = []
+        for clause in clauses[::2]:
+            op, value = re.fullmatch(r"(greater|lesser) than (-?[\d.]+)", clause).groups()
+            v = float(value)
+            tests.append((lambda x, v=v: x > v) if op == "greater" else (lambda x, v=v: x < v))
+        joiner = all if len(clauses) == 1 or clauses[1] == "and" else any
+        keep = [i for i in keep if joiner(t(cols[key][i]) for t in tests)]
+    if what == "count":
+        return float(len(keep))
+    values = [cols[target][i] for i in keep]
+    if what == "print":
+        assert len(values) == 1, "print questions must pick exactly one row"
+        return values[0]
+    return sum(values)
+
+
+@pytest.mark.parametrize("columns", [1, 3])
+@given(seed=seeds)
+def test_table_answers_match_an_independent_interpreter(columns, seed):
+    task = dm.TableQA(columns=columns)
+    batch = task.sample(np.random.default_rng(seed), 16)
+    table = batch.context["programmer"]
+    for b in range(16):
+        question = " ".join(task.question_words(batch, b))
+        rows = table.values[b][table.mask[b] > 0]
+        assert batch.targets[b, -1, 0] == pytest.approx(interpret(question, rows), abs=1e-3), (
+            question
+        )
+        assert batch.loss_mask[b].tolist() == [0.0] * (task.steps - 1) + [1.0]
+        for c in range(columns):  # distinct values per column
+            assert len(set(rows[:, c].tolist())) == len(rows)
+
+
+def test_table_batches_cover_every_template_and_vary_rows():
+    task = dm.TableQA(columns=3)
+    batch = task.sample(np.random.default_rng(0), 200)
+    firsts = {VOCAB[int(i)] for i in batch.context["source"].values[:, 0].argmax(-1)}
+    assert firsts == {"sum", "count", "print", "difference"}
+    assert batch.context["programmer"].mask.sum(-1).min() >= task.min_rows
+    big = task.sample(np.random.default_rng(0), 4, length=20)
+    assert big.context["programmer"].values.shape == (4, 20, 3)
+    assert dm.TableQA(columns=1).kinds == tuple(k for k in dm.TableQA().kinds if k != "difference")
+
+
+@given(seed=seeds)
+def test_arithmetic_answers_match_exact_fractions(seed):
+    task = dm.Arithmetic()
+    batch = task.sample(np.random.default_rng(seed), 16)
+    for b in range(16):
+        words = task.labels(batch, b)["question"]
+        expression = " ".join(re.sub(r"x\d=", "", w) for w in words)
+        exact = eval(re.sub(r"(\d+)", r"Fraction(\1)", expression), {"Fraction": Fraction})
+        assert batch.targets[b, -1, 0] == pytest.approx(float(exact), rel=1e-5)
+        steps = batch.inputs[b, :, -task.steps :]
+        np.testing.assert_array_equal(steps, np.eye(task.steps))
+
+
+def test_answer_metrics_and_huber_loss():
+    task = dm.TableQA(scale=100.0, delta=10.0, atol=0.5)
+    targets = np.array([[0.0], [0.0], [0.0], [250.0]], np.float32)
+    loss_mask = np.array([0, 0, 0, 1], np.float32)
+    near = np.array([[9.0], [9.0], [9.0], [2.503]], np.float32)  # 250.3: right
+    far = np.array([[0.0], [0.0], [0.0], [2.7]], np.float32)  # 270: wrong, Huber is linear
+    assert float(task.metrics(near, targets, loss_mask)["accuracy"]) == 1.0
+    assert float(task.metrics(far, targets, loss_mask)["accuracy"]) == 0.0
+    assert float(task.loss(far, targets, loss_mask)) == pytest.approx((20 - 5), rel=1e-4)
+    assert float(task.loss(near, targets, loss_mask)) == pytest.approx(0.5 * 0.3**2 / 10, rel=1e-2)
+    np.testing.assert_allclose(task.present(near), near * 100.0)
+
+
+# -- traces and training aids ---------------------------------------------------------------------
+
+
+def test_program_trace_reads_as_a_program():
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N)
+    table = dm.Table(
+        np.array([[10, 1, 0], [40, 2, 0], [50, 3, 0]], np.float32),
+        np.ones(3, np.float32),
+        np.array([30.0, 45.0], np.float32),
+        np.ones(2, np.float32),
+    )
+    names = [op.name for op in TABLE_OPS]
+    state, records = device.init_state({}, table), []
+    for op, col in (("reset", 0), ("greater", 0), ("sum", 1), ("count", 2)):
+        iface = {
+            "op": jax.nn.one_hot(names.index(op), len(names)),
+            "column": jax.nn.one_hot(col, C),
+            "greater_pivot": jnp.array([0.0, -1e30]),
+            "lesser_pivot": jnp.zeros(N),
+        }
+        _, state, trace = device.step({}, state, iface)
+        records.append(trace["program"])
+    spec = device.trace_spec()["program"]
+    lines = describe_program(np.stack(records), spec.options)
+    assert lines == [
+        "step 1: reset() p=1.00",
+        "step 2: greater(col A, 30) p=1.00",
+        "step 3: sum(col B, rows[2]) p=1.00  -> 5",
+        "step 4: count(rows[3]) p=1.00  -> 0",
+    ]
+    console = Console(file=io.StringIO(), width=100)
+    console.print(*RENDERERS["program"]("program", np.stack(records), spec, 100))
+    assert "step 2: greater(col A, 30) p=1.00" in console.file.getvalue()
+
+
+def test_gradient_noise_schedule_and_checkpointable_state():
+    eta, gamma = 0.5, 0.55
+    noise = dm.gradient_noise(eta, gamma, seed=1)
+    params = jnp.zeros(20_000, jnp.float32)
+    state = noise.init(params)
+    for t in range(3):
+        updates, state = noise.update(jnp.zeros_like(params), state)
+        assert float(jnp.var(updates)) == pytest.approx(eta / (1 + t) ** gamma, rel=0.05)
+    eqx.tree_serialise_leaves(io.BytesIO(), state)  # optax's typed key would fail here
+    with pytest.raises(Exception, match="rng_key"):
+        eqx.tree_serialise_leaves(io.BytesIO(), optax.add_noise(eta, gamma, key=1).init(params))
