@@ -179,7 +179,7 @@ def forward(cfg: Config, p: dict, xs, mask, probes=None):
 
 def loss_fn(cfg: Config, p: dict, batch, probes=None):
     """BCE summed over bits and scored steps, averaged over the batch; also bit errors."""
-    inputs, targets, mask, loss_mask = batch
+    inputs, targets, mask, loss_mask = batch[:4]
     logits, stacks = forward(cfg, p, inputs, mask, probes)
     targets = jnp.transpose(targets, (1, 0, 2))
     lm = jnp.transpose(loss_mask)[:, :, None]

@@ -279,7 +279,10 @@ def render_program(name: str, data: np.ndarray, spec: TraceField, width: int) ->
     :func:`difmachine.devices.programmer.describe_program`)."""
     from .devices.programmer import describe_program
 
-    lines = describe_program(data.reshape(data.shape[0], -1), spec.options)
+    flat = data.reshape(data.shape[0], -1)
+    if not spec.options or len(spec.options) != flat.shape[1]:  # not a program record: draw it
+        return render_heatmap(name, data, spec._replace(kind="heatmap"), width)
+    lines = describe_program(flat, spec.options)
     return [Text(spec.label, style="bold"), *(Text("  " + line) for line in lines)]
 
 

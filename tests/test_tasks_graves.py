@@ -20,7 +20,7 @@ def real_steps(mask):
 def test_repeat_copy(seed, L, R, fixed):
     task = dm.RepeatCopy(bits=3, min_length=1, max_length=L, min_repeats=1, max_repeats=R)
     batch = task.sample(np.random.default_rng(seed), 3, length=fixed)
-    for x, y, m, lm in zip(*batch):
+    for x, y, m, lm in zip(*batch[:4]):
         n = real_steps(m)
         delim = int(np.argmax(x[:, 3]))
         assert x[delim, 3] == 1 and 1 <= delim <= L
@@ -44,7 +44,7 @@ def test_repeat_copy(seed, L, R, fixed):
 def test_associative_recall(seed, k, hi, fixed):
     task = dm.AssociativeRecall(bits=4, item_length=k, min_items=2, max_items=hi)
     batch = task.sample(np.random.default_rng(seed), 3, length=fixed)
-    for x, y, m, lm in zip(*batch):
+    for x, y, m, lm in zip(*batch[:4]):
         n = real_steps(m)
         item_marks = np.where(x[:n, 4] == 1)[0]
         query_marks = np.where(x[:n, 5] == 1)[0]
@@ -65,7 +65,7 @@ def test_associative_recall(seed, k, hi, fixed):
 def test_priority_sort(seed, lo, extra, outputs):
     task = dm.PrioritySort(bits=3, min_inputs=lo, max_inputs=lo + extra, outputs=outputs)
     batch = task.sample(np.random.default_rng(seed), 3)
-    for x, y, m, lm in zip(*batch):
+    for x, y, m, lm in zip(*batch[:4]):
         n_real = real_steps(m)
         delim = int(np.argmax(x[:, 4]))
         assert lo <= delim <= lo + extra
