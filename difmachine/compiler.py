@@ -126,6 +126,11 @@ class Slot(NamedTuple):
     stop: int
 
 
+def keep_padding(m: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where the step is real (``m > 0``), else ``old``: padding leaves a state as it was."""
+    return jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, old)
+
+
 def _count(tree: Any) -> int:
     return sum(x.size for x in jax.tree.leaves(tree) if hasattr(x, "size"))
 
@@ -231,7 +236,7 @@ class CompiledMachine(eqx.Module):
         new, (h, reads, traces), losses, halting_trace = self.machine.halting.run(
             self.params[HALTING], self.cell, carry, z
         )
-        carry = jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, carry)
+        carry = keep_padding(m, new, carry)
         losses = {k: v * m for k, v in losses.items()}
         stats = {k: v * m for k, v in halting_trace.items() if v.ndim == 0}
         if halting_trace:

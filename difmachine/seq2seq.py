@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
-from .compiler import CompiledMachine, Machine, _count
+from .compiler import CompiledMachine, Machine, _count, keep_padding
 from .compiler import compile as compile_machine
 from .controllers import LSTM
 from .devices.attention import Attention
@@ -82,7 +82,7 @@ class Encoder(eqx.Module):
         def body(state, inputs):
             z, m = inputs
             h, new = ctrl.step(params["controller"], state, z)
-            state = jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, state)
+            state = keep_padding(m, new, state)
             return state, h
 
         state, hs = jax.lax.scan(body, ctrl.init_state(params["controller"]), (zs, mask))
