@@ -62,8 +62,35 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
     ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Data-parallel over N devices: each batch is split, parameters replicated "
+            "(on a CPU host the CPU is split into N XLA devices)."
+        ),
+    ] = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-host: HOST:PORT of process 0 (with --num-processes, --process-id)."
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option(help="Multi-host: how many processes take part.")
+    ] = None,
+    process_id: Annotated[
+        int | None, typer.Option(help="Multi-host: this process's rank, 0..N-1.")
+    ] = None,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves)."""
+    from . import parallel
+
+    # before anything runs JAX: joining a multi-host job and splitting the CPU must come first
+    parallel.initialize(
+        devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id
+    )
+    import jax
+
     from . import checkpoint
     from .program import load_program, parse_overrides
     from .training import CHECKPOINT, train
@@ -78,13 +105,29 @@ def run(
     program = load_program(program_file, overrides).replace(
         steps=steps, batch_size=batch_size, seed=seed
     )
-    console.print(
-        f"[bold]{name}[/bold]: {program.steps} steps of {program.batch_size} sequences, "
-        f"seed {program.seed}, saving to {run_dir}"
-    )
+    layout = None
+    if devices is not None or jax.process_count() > 1:
+        layout = parallel.use_devices(devices or len(jax.devices()))
+    where = ""
+    if layout is not None:
+        hosts = f" on {jax.process_count()} processes" if jax.process_count() > 1 else ""
+        where = f", split over {layout.size} {jax.devices()[0].platform} devices{hosts}"
+    if layout is None or layout.is_main:
+        console.print(
+            f"[bold]{name}[/bold]: {program.steps} steps of {program.batch_size} sequences, "
+            f"seed {program.seed}{where}, saving to {run_dir}"
+        )
     result = train(
-        program, run_dir, program_file=program_file, resume=resume, console=console, name=name
+        program,
+        run_dir,
+        program_file=program_file,
+        resume=resume,
+        console=console,
+        name=name,
+        parallel=layout,
     )
+    if layout is not None and not layout.is_main:
+        raise typer.Exit(130 if result.interrupted else 0)
     main = program.task.main_metric
     final = result.metrics.get(f"eval_{main}", result.metrics.get(main))
     final_text = f"{main} {final:.4g}" if final is not None else "no steps run"

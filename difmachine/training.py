@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import checkpoint
 from .compiler import CompiledMachine, compile
 from .errors import DifmachineError
+from .parallel import DataParallel
 from .program import Program, load_program
 from .tasks.base import AbstractTask, Batch
 
@@ -128,14 +130,18 @@ def evaluate(
     length: int | None = None,
     batch_size: int = 64,
     eval_step=None,
+    place=None,
 ) -> dict[str, float]:
-    """Mean metrics over ``samples`` fresh sequences (of fixed ``length`` if given)."""
+    """Mean metrics over ``samples`` fresh sequences (of fixed ``length`` if given); ``place``
+    puts each batch where the model is (data-parallel runs replicate it)."""
     eval_step = eval_step or make_eval_step(task)
     totals: dict[str, float] = {}
     done, i = 0, 0
     while done < samples:
         n = min(batch_size, samples - done)
         batch = task.sample(batch_rng(seed, i, EVAL_STREAM), n, length)
+        if place is not None:
+            batch = place(batch)
         metrics = jax.device_get(eval_step(model, batch))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * n
@@ -233,8 +239,19 @@ def train(
     resume: bool = False,
     console: Console | None = None,
     name: str = "program",
+    parallel: DataParallel | None = None,
 ) -> RunResult:
-    """Train ``program``, writing checkpoints and a metrics log under ``run_dir``."""
+    """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
+
+    With ``parallel`` (see :mod:`difmachine.parallel`) the parameters are replicated over its
+    devices and every batch is split over them; only the main process writes files and progress.
+    Checkpoints are the same either way, so a run resumes on any number of devices.
+    """
+    if parallel is not None:
+        parallel.check_batch_size(program.batch_size)
+        if not parallel.is_main:
+            console = Console(quiet=True)
+    main_process = parallel is None or parallel.is_main
     console = console or Console()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
@@ -253,14 +270,21 @@ def train(
         raise DifmachineError(
             f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
         )
+    place_batch = place_eval = None
+    if parallel is not None:
+        model, opt_state = parallel.replicate((model, opt_state))
+        place_batch, place_eval = parallel.split, parallel.replicate
     run_dir.mkdir(parents=True, exist_ok=True)
     if (
-        program_file is not None
+        main_process
+        and program_file is not None
         and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
     ):
         shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
 
     def save(step: int) -> None:
+        if not main_process:
+            return
         header = {
             "program": name,
             "fingerprint": program.fingerprint(),
@@ -268,11 +292,12 @@ def train(
             "settings": program.settings(),
             "time": time.time(),
         }
-        checkpoint.save(ckpt_path, (model, opt_state), header)
+        state = (model, opt_state) if parallel is None else parallel.gather((model, opt_state))
+        checkpoint.save(ckpt_path, state, header)
 
     train_step = make_train_step(task, optimizer)
     eval_step = make_eval_step(task)
-    log = open(run_dir / METRICS, "a")
+    log = open(run_dir / METRICS if main_process else os.devnull, "a")
     main = task.main_metric
     step, refused, last, interrupted, solved = start, 0, {}, False, False
     t0 = time.perf_counter()
@@ -298,6 +323,8 @@ def train(
             window_start, window_steps, pending = time.perf_counter(), 0, []
             while step < program.steps:
                 batch = task.sample(batch_rng(program.seed, step), program.batch_size)
+                if place_batch is not None:
+                    batch = place_batch(batch)
                 model, opt_state, metrics = train_step(model, opt_state, batch)
                 step += 1
                 window_steps += 1
@@ -328,6 +355,7 @@ def train(
                         samples=program.eval_samples,
                         seed=program.seed + step,
                         eval_step=eval_step,
+                        place=place_eval,
                     )
                     log.write(json.dumps({"step": step, "time": time.time(), "eval": ev}) + "\n")
                     log.flush()
