@@ -47,6 +47,26 @@ def build(program: Program) -> CompiledMachine:
     )
 
 
+CHUNK = 32
+
+
+def _gradients(model, task, batch):
+    """``((total, metrics), grads)`` of the batch mean loss. A batch of several ``CHUNK``s runs
+    forward and backward one chunk at a time (``lax.map``) and averages the chunks' gradients,
+    which is the same mean: each chunk's working set then stays in cache through its backward
+    pass (bench/FINDINGS.md, item 8)."""
+    grad_fn = eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)
+    size = batch.inputs.shape[0]
+    if size <= CHUNK or size % CHUNK:
+        return grad_fn(model, task, batch)
+    # chunk j holds examples j, j + n, j + 2n, ...: split over devices along the batch, every
+    # device then holds its own share of every chunk and the loop over chunks needs no exchange
+    n = size // CHUNK
+    chunks = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(CHUNK, n, *x.shape[1:]), 0, 1), batch)
+    per_chunk = jax.lax.map(lambda chunk: grad_fn(model, task, chunk), chunks)
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)
+
+
 def batch_outputs(model: CompiledMachine, batch: Batch, *, decode: bool = False, task=None):
     """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
     (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
@@ -96,8 +116,7 @@ def make_train_step(task: AbstractTask, optimizer):
 
     @jax.jit
     def train_step(model, opt_state, batch):
-        grad_fn = eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)
-        (total, metrics), grads = grad_fn(model, task, batch)
+        (total, metrics), grads = _gradients(model, task, batch)
         params = eqx.filter(model, eqx.is_array)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)

@@ -312,6 +312,32 @@ def test_write_many_matches_numpy(data, n, width, heads):
     np.testing.assert_allclose(out_perm, out, rtol=1e-5, atol=1e-5)
 
 
+@jax.jit
+def _slots_last(memory_t, key, beta, gate, s, gamma, w_prev, erase, add):
+    kw = {"slots_last": True}
+    w = A.address(memory_t, key, beta, gate, s, gamma, w_prev, (-1, 0, 1), **kw)
+    written = A.write_many(memory_t, w[None], erase[None], add[None], **kw)
+    return w, A.read(written, w, **kw), written, A.cosine_similarity(memory_t, key, **kw)
+
+
+@given(data=st.data())
+def test_slots_last_layout_is_the_transposed_memory(data):
+    """Every function on the ``[W, N]`` layout equals the numpy reference on ``[N, W]``."""
+    (memory, key, beta, gate, s, gamma, w_prev), offsets = data.draw(
+        address_inputs(offsets=(-1, 0, 1))
+    )
+    width = memory.shape[1]
+    erase = data.draw(arrays(width, 0.0, 1.0))
+    add = data.draw(arrays(width))
+    w, r, written, cos = _slots_last(memory.T, key, beta, gate, s, gamma, w_prev, erase, add)
+    w_ref = np_address(memory, key, beta, gate, s, gamma, w_prev, offsets)
+    written_ref = np_write(memory, np.asarray(w, np.float64), erase, add)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cos, np_cosine(memory, key), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(written).T, written_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(r, np_read(written_ref, np.asarray(w)), rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------
 # Distributions stay distributions.
 # --------------------------------------------------------------------------------------------

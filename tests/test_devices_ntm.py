@@ -76,7 +76,7 @@ def test_reads_see_this_steps_write():
     }
     read, new_state, _ = dev.step(params, state, _iface(dev, raw))
     np.testing.assert_allclose(read, [1.0, -1.0, 1.0], atol=1e-3)
-    np.testing.assert_allclose(new_state["memory"][1:], 1e-6, atol=1e-6)
+    np.testing.assert_allclose(new_state["memory"][:, 1:], 1e-6, atol=1e-6)
 
 
 def test_write_heads_erase_before_add():

@@ -106,6 +106,28 @@ def test_the_second_train_step_compiles_nothing(tmp_path):
     assert counter.compiles == 0
 
 
+def test_a_batch_in_chunks_has_the_gradient_of_the_whole_batch(tmp_path, monkeypatch):
+    """Batches above training.CHUNK run forward and backward chunk by chunk; loss, metrics and
+    gradients must be the whole batch's."""
+    from difmachine import training
+
+    program = dm.load_program(write_program(tmp_path / "p.py"))
+    model = build(program)
+    batch = program.task.sample(batch_rng(0, 0), 12)
+    grads = jax.jit(training._gradients, static_argnums=1)
+    (total, metrics), whole = grads(model, program.task, batch)
+    monkeypatch.setattr(training, "CHUNK", 4)
+    (total_c, metrics_c), chunked = grads.__wrapped__(model, program.task, batch)
+    np.testing.assert_allclose(total_c, total, rtol=1e-5)
+    assert metrics.keys() == metrics_c.keys()
+    for k in metrics:
+        np.testing.assert_allclose(metrics_c[k], metrics[k], rtol=1e-5, atol=1e-6)
+    whole, chunked = jax.tree.leaves(whole), jax.tree.leaves(chunked)
+    assert len(whole) == len(chunked) > 0
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5 * float(jnp.max(jnp.abs(a))) + 1e-9)
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 

@@ -22,7 +22,11 @@ class NTMMemory(AbstractDevice):
 
     ``memory_init="constant"`` (the default) starts every slot at ``1e-6``: Collier & Beel (2018)
     found this small constant converges about twice as fast as learned or random initial memories.
-    ``"learned"`` makes the initial memory a parameter. Initial head weightings are learned
+    ``"learned"`` makes the initial memory a parameter (``[slots, width]``).
+
+    The state stores the memory transposed, ``state["memory"]`` of shape ``[width, slots]`` (slot
+    ``i`` is the column ``[:, i]``): the slot axis innermost makes the step's reductions over the
+    memory contiguous (``difmachine.addressing``, ``slots_last``). Initial head weightings are learned
     (softmax of logits), starting focused on slot 0 so that location-based iteration
     (shift by +1 each step) has a place to start from; a uniform start could never focus.
     """
@@ -100,9 +104,9 @@ class NTMMemory(AbstractDevice):
 
     def init_state(self, params, context=None):
         if self.memory_init == "learned":
-            memory = params["memory"]
+            memory = params["memory"].T
         else:
-            memory = full((self.slots, self.width), self.init_value)
+            memory = full((self.width, self.slots), self.init_value)
         return {
             "memory": memory,
             "read_w": jax.nn.softmax(params["read_logits"], axis=-1),
@@ -125,24 +129,32 @@ class NTMMemory(AbstractDevice):
         }
 
     def _address(self, prefix, memory, iface, w_prev):
-        address = jax.vmap(addressing.address, in_axes=(None, 0, 0, 0, 0, 0, 0, None))
-        return address(
-            memory,
-            iface[f"{prefix}_key"],
-            iface[f"{prefix}_beta"],
-            iface[f"{prefix}_gate"],
-            iface[f"{prefix}_shift"],
-            iface[f"{prefix}_gamma"],
-            w_prev,
-            self.shifts,
-        )
+        # a loop over the (few, static) heads: vmapping carried a size-1 head axis through
+        # every op of the usual one-head machine
+        heads = [
+            addressing.address(
+                memory,
+                iface[f"{prefix}_key"][h],
+                iface[f"{prefix}_beta"][h],
+                iface[f"{prefix}_gate"][h],
+                iface[f"{prefix}_shift"][h],
+                iface[f"{prefix}_gamma"][h],
+                w_prev[h],
+                self.shifts,
+                slots_last=True,
+            )
+            for h in range(w_prev.shape[0])
+        ]
+        return jnp.stack(heads)
 
     def step(self, params, state, iface):
         memory, read_w, write_w = state["memory"], state["read_w"], state["write_w"]
         trace = {}
         if self.write_heads:
             write_w = self._address("write", memory, iface, write_w)
-            memory = addressing.write_many(memory, write_w, iface["erase"], iface["add"])
+            memory = addressing.write_many(
+                memory, write_w, iface["erase"], iface["add"], slots_last=True
+            )
             trace.update(
                 write_weights=write_w,
                 write_gate=iface["write_gate"],
@@ -158,7 +170,8 @@ class NTMMemory(AbstractDevice):
                 read_gamma=iface["read_gamma"],
                 read_beta=iface["read_beta"],
             )
-        reads = (read_w @ memory).reshape(-1)
+        reads = [addressing.read(memory, read_w[h], slots_last=True) for h in range(self.read_heads)]
+        reads = jnp.concatenate(reads) if reads else jnp.zeros((0,), memory.dtype)
         return reads, {"memory": memory, "read_w": read_w, "write_w": write_w}, trace
 
 
