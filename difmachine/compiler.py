@@ -128,7 +128,32 @@ class Slot(NamedTuple):
 
 def keep_padding(m: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where the step is real (``m > 0``), else ``old``: padding leaves a state as it was."""
-    return jax.tree.map(lambda a, b: jnp.where(m > 0, a, b), new, old)
+
+    def keep(a, b):
+        if jnp.issubdtype(a.dtype, jnp.inexact) and jnp.ndim(m) == 0:
+            return _select((m > 0).astype(a.dtype), a, b)
+        return jnp.where(m > 0, a, b)
+
+    return jax.tree.map(keep, new, old)
+
+
+@jax.custom_vjp
+def _select(m, new, old):
+    return jnp.where(m > 0, new, old)
+
+
+def _select_fwd(m, new, old):
+    return _select(m, new, old), m
+
+
+def _select_bwd(m, g):
+    # jnp.where's own VJP keeps the condition broadcast to the state's shape, i.e. a dense
+    # bool copy of every state (a whole memory) per time step; the scalar mask is enough
+    real = m > 0
+    return jnp.zeros_like(m), jnp.where(real, g, 0.0), jnp.where(real, 0.0, g)
+
+
+_select.defvjp(_select_fwd, _select_bwd)
 
 
 def _count(tree: Any) -> int:

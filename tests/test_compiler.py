@@ -1,7 +1,9 @@
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
 
 import difmachine as dm
 from difmachine import testing
@@ -117,3 +119,36 @@ def test_padding_never_touches_the_loss_or_gradients():
     v, gr = g(model, batch.inputs[0], batch.targets[0], batch.mask[0], batch.loss_mask[0])
     np.testing.assert_allclose(v_pad, v, rtol=1e-5)
     testing.assert_trees_close(g_pad, gr, rtol=1e-4, atol=1e-6)
+
+
+@given(
+    mask=st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_keep_padding_has_the_value_and_gradient_of_a_select(mask, seed):
+    """keep_padding's own VJP (which keeps only the scalar mask, not a dense boolean per state)
+    gives the value and gradients of the plain jnp.where, and lets integer states through."""
+    from difmachine.compiler import keep_padding
+
+    m = jnp.asarray(mask, jnp.float32)
+    rng = np.random.default_rng(seed)
+    new, old, c = (jnp.asarray(rng.normal(size=(len(mask), 3, 5)), jnp.float32) for _ in range(3))
+    count = jnp.arange(len(mask), dtype=jnp.int32)
+
+    def loss(select, new, old):
+        kept = jax.vmap(select)(m, {"x": new, "n": count + 1}, {"x": old, "n": count})
+        return jnp.sum(jnp.sin(kept["x"]) * c), kept["n"]
+
+    def plain(m, a, b):
+        return jax.tree.map(lambda x, y: jnp.where(m > 0, x, y), a, b)
+
+    (value, n), grads = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(
+        keep_padding, new, old
+    )
+    (value_ref, n_ref), grads_ref = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(
+        plain, new, old
+    )
+    np.testing.assert_array_equal(n, n_ref)
+    np.testing.assert_allclose(value, value_ref, rtol=1e-6)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        np.testing.assert_array_equal(g, g_ref)
