@@ -23,6 +23,7 @@ from .devices import NeuralStack as NeuralStack
 from .devices import NTMMemory as NTMMemory
 from .devices import Op as Op
 from .devices import OpSelector as OpSelector
+from .devices import SparseMemory as SparseMemory
 from .devices import StoryEmbedding as StoryEmbedding
 from .devices import Table as Table
 from .errors import CheckpointError as CheckpointError

@@ -8,6 +8,7 @@ from .programmer import TABLE_OPS as TABLE_OPS
 from .programmer import Op as Op
 from .programmer import OpSelector as OpSelector
 from .programmer import Table as Table
+from .sparse import SparseMemory as SparseMemory
 from .structures import JoulinStack as JoulinStack
 from .structures import NeuralDeque as NeuralDeque
 from .structures import NeuralQueue as NeuralQueue
