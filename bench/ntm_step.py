@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="hand-written memory layout")  # fmt: skip
     p.add_argument("--dm-remat", action="store_true", help="program.replace(remat=True)")
     p.add_argument("--no-check", action="store_true", help="skip the equivalence check")
+    p.add_argument("--chunk", type=int, default=32,
+                   help="difmachine Program.chunk (the hand-written step chunks at 32 too)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke test: B=1,4, few repeats")
 
 
@@ -112,6 +114,7 @@ def run(args) -> int:
         "warmup_steps": 2,
         "handwritten": dataclasses.asdict(cfg),
         "difmachine_remat": program.remat,
+        "difmachine_chunk": args.chunk,
         "batch": "one fixed batch, device_put once, every sequence of the given length",
     }
     console.print(f"[bold]ntm_step[/bold]  {machine_info()['platform']}  jax {jax.__version__}  "
@@ -130,7 +133,7 @@ def run(args) -> int:
         prog = program.replace(batch_size=B)
         batch = jax.device_put(task.sample(batch_rng(prog.seed, 0), B, length=args.length))
         model = build(prog)
-        dm = Stepper(make_train_step(task, optimizer),
+        dm = Stepper(make_train_step(task, optimizer, args.chunk),
                      (model, optimizer.init(eqx.filter(model, eqx.is_array))), batch)  # fmt: skip
         params, opt_state, step = hw.setup(cfg, prog.seed)
         hand = Stepper(step, (params, opt_state), tuple(batch))

@@ -47,22 +47,19 @@ def build(program: Program) -> CompiledMachine:
     )
 
 
-CHUNK = 32
-
-
-def _gradients(model, task, batch):
-    """``((total, metrics), grads)`` of the batch mean loss. A batch of several ``CHUNK``s runs
-    forward and backward one chunk at a time (``lax.map``) and averages the chunks' gradients,
-    which is the same mean: each chunk's working set then stays in cache through its backward
-    pass (bench/FINDINGS.md, item 8)."""
+def _gradients(model, task, batch, chunk: int | None = None):
+    """``((total, metrics), grads)`` of the batch mean loss. With ``chunk``, a batch of several
+    chunks runs forward and backward one chunk at a time (``lax.map``) and averages the chunks'
+    gradients, which is the same mean: each chunk's working set then stays in cache through its
+    backward pass (bench/FINDINGS.md, item 8)."""
     grad_fn = eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)
     size = batch.inputs.shape[0]
-    if size <= CHUNK or size % CHUNK:
+    if chunk is None or size <= chunk or size % chunk:
         return grad_fn(model, task, batch)
     # chunk j holds examples j, j + n, j + 2n, ...: split over devices along the batch, every
     # device then holds its own share of every chunk and the loop over chunks needs no exchange
-    n = size // CHUNK
-    chunks = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(CHUNK, n, *x.shape[1:]), 0, 1), batch)
+    n = size // chunk
+    chunks = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(chunk, n, *x.shape[1:]), 0, 1), batch)
     per_chunk = jax.lax.map(lambda chunk: grad_fn(model, task, chunk), chunks)
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)
 
@@ -103,7 +100,7 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_step(task: AbstractTask, optimizer):
+def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
     """``step(model, opt_state, batch) -> (model, opt_state, metrics)``, jit-compiled.
 
     A step whose loss or gradient is not finite is refused: the old parameters and optimizer
@@ -116,7 +113,7 @@ def make_train_step(task: AbstractTask, optimizer):
 
     @jax.jit
     def train_step(model, opt_state, batch):
-        (total, metrics), grads = _gradients(model, task, batch)
+        (total, metrics), grads = _gradients(model, task, batch, chunk)
         params = eqx.filter(model, eqx.is_array)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)
@@ -314,7 +311,7 @@ def train(
         state = (model, opt_state) if parallel is None else parallel.gather((model, opt_state))
         checkpoint.save(ckpt_path, state, header)
 
-    train_step = make_train_step(task, optimizer)
+    train_step = make_train_step(task, optimizer, program.chunk)
     eval_step = make_eval_step(task)
     log = open(run_dir / METRICS if main_process else os.devnull, "a")
     main = task.main_metric

@@ -106,18 +106,17 @@ def test_the_second_train_step_compiles_nothing(tmp_path):
     assert counter.compiles == 0
 
 
-def test_a_batch_in_chunks_has_the_gradient_of_the_whole_batch(tmp_path, monkeypatch):
-    """Batches above training.CHUNK run forward and backward chunk by chunk; loss, metrics and
-    gradients must be the whole batch's."""
-    from difmachine import training
+def test_a_batch_in_chunks_has_the_gradient_of_the_whole_batch(tmp_path):
+    """With Program(chunk=...), a batch runs forward and backward chunk by chunk; loss, metrics
+    and gradients must be the whole batch's."""
+    from difmachine.training import _gradients
 
     program = dm.load_program(write_program(tmp_path / "p.py"))
     model = build(program)
     batch = program.task.sample(batch_rng(0, 0), 12)
-    grads = jax.jit(training._gradients, static_argnums=1)
-    (total, metrics), whole = grads(model, program.task, batch)
-    monkeypatch.setattr(training, "CHUNK", 4)
-    (total_c, metrics_c), chunked = grads.__wrapped__(model, program.task, batch)
+    grads = jax.jit(_gradients, static_argnums=(1, 3))
+    (total, metrics), whole = grads(model, program.task, batch, None)
+    (total_c, metrics_c), chunked = grads(model, program.task, batch, 4)
     np.testing.assert_allclose(total_c, total, rtol=1e-5)
     assert metrics.keys() == metrics_c.keys()
     for k in metrics:
@@ -185,3 +184,10 @@ def test_checkpoint_from_a_different_program_is_refused(tmp_path):
     train(program, tmp_path / "run", console=quiet())
     with pytest.raises(dm.CheckpointError, match="different program"):
         train(other, tmp_path / "run", resume=True, console=quiet())
+
+
+@pytest.mark.parametrize("chunk", [0, -4, 2.5, True])
+def test_a_bad_chunk_is_refused(tmp_path, chunk):
+    program = dm.load_program(write_program(tmp_path / "p.py"))
+    with pytest.raises(dm.ProgramError, match="chunk must be a positive integer or None"):
+        program.replace(chunk=chunk)
