@@ -1,7 +1,10 @@
 """``python -m bench <name> [--json FILE] [options]``: difmachine benchmarks.
 
 Benchmarks: ntm_step (difmachine vs hand-written JAX training throughput), scaling (step time
-against sequence length and memory size), time_to_solve (steps and wall time to learn copy).
+against sequence length and memory size), time_to_solve (steps and wall time to learn copy),
+neural_programmer (Neural Programmer accuracy, success over seeds and wall time),
+memory_scaling (dense NTMMemory vs SparseMemory step time and peak memory, 1K-1M slots),
+families (throughput and time to solve of one program per machine family).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("ntm_step", "scaling", "time_to_solve")
+BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
+              "families")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

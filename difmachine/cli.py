@@ -213,14 +213,21 @@ def eval_(
     png: Annotated[
         Path | None, typer.Option(help="Also plot error against length to a PNG.")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Program parameter name=value on top of the run's, e.g. selection=hard."
+        ),
+    ] = None,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
+    from .program import parse_overrides
     from .training import generalization, load_run, plot_generalization
 
     if samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
     wanted = _parse_lengths(lengths, length)
-    program, model, header = load_run(run_dir)
+    program, model, header = load_run(run_dir, parse_overrides(set_))
     name = program.task.length_name
     with console.status("evaluating..."):
         rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
@@ -264,22 +271,23 @@ def trace(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Program parameter name=value (program files)."),
+        typer.Option(
+            "--set", help="Program parameter name=value (on top of a run's own parameters)."
+        ),
     ] = None,
 ):
     """Run the machine on one fresh example and draw what every device did."""
+    from .program import load_program, parse_overrides
     from .trace import print_trace, run_example, save_png
     from .training import build, load_run
 
     if length is not None and length < 1:
         raise DifmachineError(f"--length must be at least 1, got {length}")
     if target.suffix == ".py":
-        from .program import load_program, parse_overrides
-
         program = load_program(target, parse_overrides(set_))
         model, title = build(program), f"{target} (untrained)"
     else:
-        program, model, header = load_run(target)
+        program, model, header = load_run(target, parse_overrides(set_))
         title = f"{target} at step {header['step']}"
     example = run_example(model, program.task, length=length, seed=seed)
     title += f", example seed {seed}, {len(example.inputs)} steps"

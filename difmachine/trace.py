@@ -397,8 +397,11 @@ def _tokens_panel(labels: dict) -> list:
     out = []
     target = labels.get("target", [])
     output = labels.get("output", [])
-    for key in ("source", "question", "target", "output"):
+    for key in ("rows", "source", "question", "target", "output"):
         if key not in labels:
+            continue
+        if key == "rows":  # a table's rows: they label the row-indexed fields below
+            out.append(Text(f"{'table':>8} {len(labels[key])} rows (below)", style="bold"))
             continue
         if any(" " in t for t in labels[key]):  # sentences: they label the attention's rows
             out.append(Text(f"{key:>8} {len(labels[key])} sentences (rows below)", style="bold"))
@@ -420,9 +423,10 @@ def _tokens_panel(labels: dict) -> list:
 
 def _labelled(spec: TraceField, data: np.ndarray, labels: dict | None):
     """Attention over the source: label its rows with the source tokens and drop the padded
-    positions (their weight is exactly 0)."""
-    source = (labels or {}).get("source", ())
-    if spec.axis == "position" and 0 < len(source) <= data.shape[-1]:
+    positions (their weight is exactly 0). Fields over a table's rows (axis ``"row"``, e.g. the
+    Neural Programmer's row selector) are labelled with ``labels["rows"]`` alike."""
+    source = (labels or {}).get("rows" if spec.axis == "row" else "source", ())
+    if spec.axis in ("position", "row") and 0 < len(source) <= data.shape[-1]:
         return spec._replace(options=tuple(source)), data[..., : len(source)]
     return spec, data
 

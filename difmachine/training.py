@@ -222,8 +222,14 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "refused")
 
 
-def load_run(run_dir: str | Path) -> tuple[Program, CompiledMachine, dict]:
-    """The program and trained machine of a run directory (``difmachine eval/trace RUN``)."""
+def load_run(
+    run_dir: str | Path, overrides: dict | None = None
+) -> tuple[Program, CompiledMachine, dict]:
+    """The program and trained machine of a run directory (``difmachine eval/trace RUN``).
+
+    ``overrides`` change program parameters on top of those the run was trained with; the
+    checkpoint still has to fit (e.g. ``selection=hard`` evaluates a Neural Programmer's
+    discrete program, a different ``slots`` is refused as another machine)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DifmachineError(
@@ -234,10 +240,8 @@ def load_run(run_dir: str | Path) -> tuple[Program, CompiledMachine, dict]:
         raise DifmachineError(
             f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
         )
-    overrides = (
-        checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
-    )
-    program = load_program(source, overrides)
+    trained = checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
+    program = load_program(source, {**trained, **(overrides or {})})
     model = build(program)
     (model, _), header = checkpoint.load(
         run_dir / CHECKPOINT,

@@ -192,3 +192,24 @@ def test_error_messages_keep_their_brackets(tmp_path):
         "import difmachine as dm\nraise dm.ProgramError(\"pip install -e '.[plot]'\")\n"
     )
     one_line_error(invoke("show", path), "'.[plot]'")
+
+
+def test_eval_and_trace_take_parameters_on_top_of_the_run(tmp_path):
+    """`--set` on a run directory: a setting the checkpoint fits is used (the Neural
+    Programmer's selection=hard), one that makes another machine is refused in one line."""
+    from pathlib import Path
+
+    from difmachine.training import load_run
+
+    program = Path(__file__).parent.parent / "programs" / "neural_programmer_arith.py"
+    out = tmp_path / "run"
+    result = invoke("run", program, "--out", out, "--steps", 2, "--set", "batch_size=4")
+    assert result.exit_code == 0, result.output
+    _, model, _ = load_run(out, {"selection": "hard"})
+    selections = {d.selection for d in model.machine.devices if hasattr(d, "selection")}
+    assert selections == {"hard"}
+    hard = invoke("eval", out, "--samples", 8, "--set", "selection=hard")
+    assert hard.exit_code == 0, hard.output
+    result = invoke("trace", out, "--set", "selection=hard")
+    assert result.exit_code == 0, result.output
+    one_line_error(invoke("eval", out, "--set", "hidden=7"), "different program")

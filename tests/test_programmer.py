@@ -1,5 +1,6 @@
 """The Neural Programmer: the operation selector, its tasks, its trace and its training aids."""
 
+import dataclasses
 import io
 import re
 from fractions import Fraction
@@ -16,8 +17,14 @@ from rich.console import Console
 
 import difmachine as dm
 from difmachine import testing
-from difmachine.devices.programmer import ARITHMETIC_OPS, TABLE_OPS, describe_program
-from difmachine.tasks.programmer import COLUMN_NAMES, VOCAB
+from difmachine.devices.programmer import (
+    ARITHMETIC_OPS,
+    TABLE_OPS,
+    describe_program,
+    select,
+    with_selection,
+)
+from difmachine.tasks.programmer import ARITHMETIC, COLUMN_NAMES, VOCAB
 from difmachine.trace import RENDERERS
 
 R, C, N = 5, 3, 2  # rows, columns, question numbers: one shape, so each jitted check compiles once
@@ -141,6 +148,101 @@ def test_soft_mixture_is_the_probability_weighted_sum():
     np.testing.assert_allclose(read[0], want, rtol=1e-5)
 
 
+# -- hard and straight-through selection -------------------------------------------------------
+
+
+@given(seed=seeds, k=st.integers(2, 9))
+def test_select_hard_is_the_argmax_one_hot_and_straight_keeps_the_soft_gradient(seed, k):
+    rng = np.random.default_rng(seed)
+    p = jax.nn.softmax(jnp.asarray(rng.normal(0, 2, size=k), jnp.float32))
+    w = jnp.asarray(rng.normal(size=k), jnp.float32)
+    hard = np.zeros(k, np.float32)
+    hard[int(np.argmax(np.asarray(p)))] = 1.0
+    np.testing.assert_array_equal(select(p, "soft"), p)
+    np.testing.assert_array_equal(select(p, "hard"), hard)
+    np.testing.assert_allclose(select(p, "straight"), hard, atol=1e-6)
+    # d/dp sum(w * select(p)): w through the soft and straight-through choices, 0 through hard
+    grad = lambda mode: jax.grad(lambda q: jnp.sum(w * select(q, mode)))(p)
+    np.testing.assert_allclose(grad("soft"), w, rtol=1e-6)
+    np.testing.assert_allclose(grad("straight"), w, rtol=1e-6)
+    np.testing.assert_array_equal(grad("hard"), np.zeros(k))
+
+
+@pytest.mark.parametrize("ops", [TABLE_OPS, ARITHMETIC_OPS], ids=["table", "arithmetic"])
+def test_hard_selection_runs_the_argmax_program(ops):
+    """With soft (random) choices, ``selection="hard"`` and ``"straight"`` give exactly the
+    soft device's step on the one-hot of every choice's argmax (op, column and pivot)."""
+    soft = dm.OpSelector(ops, columns=tuple(COLUMN_NAMES[:C]), numbers=N, scale=10.0)
+    hard = dataclasses.replace(soft, selection="hard")
+    straight = dataclasses.replace(soft, selection="straight")
+    fields = soft.interface()
+    steps = {d.selection: jax.jit(d.step) for d in (soft, hard, straight)}
+
+    @given(seed=seeds)
+    def prop(seed):
+        rng, table, scalars, rows = random_world(seed)
+        if not soft.pivot_ops:
+            table = table._replace(numbers=None, numbers_mask=None)
+        state = soft.init_state({}, table)
+        state["scalars"] = jnp.asarray(scalars[: soft.history("scalar")])
+        state["rows"] = jnp.asarray(rows[: soft.history("rows")])
+        logits = {
+            name: rng.normal(0, 2, size=f.shape).astype(np.float32) for name, f in fields.items()
+        }
+        iface = {
+            name: jax.nn.softmax(v) if fields[name].activation == "softmax" else jnp.asarray(v)
+            for name, v in logits.items()
+        }
+        one_hot = {  # pivots: logits that put all the weight on the argmax
+            name: jax.nn.one_hot(np.argmax(v), v.shape[0])
+            if fields[name].activation == "softmax"
+            else jnp.where(jnp.arange(N) == np.argmax(v), 0.0, -1e30)
+            for name, v in logits.items()
+        }
+        want_read, want, _ = steps["soft"]({}, state, one_hot)
+        for mode in ("hard", "straight"):
+            read, new, trace = steps[mode]({}, state, iface)
+            np.testing.assert_allclose(read, want_read, rtol=1e-5, atol=1e-6, err_msg=mode)
+            np.testing.assert_allclose(new["scalars"], want["scalars"], rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(new["rows"], want["rows"], atol=1e-6)
+            np.testing.assert_allclose(trace["op"], iface["op"])  # traces keep the probabilities
+
+    prop()
+
+
+def test_with_selection_switches_every_selector_and_shares_parameters():
+    task = dm.TableQA(columns=2, max_rows=5)
+    device = dm.OpSelector(TABLE_OPS, columns=task.names, numbers=2, scale=task.scale)
+    machine = dm.Seq2Seq(
+        encoder=dm.Encoder(dm.GRU(8)),
+        decoder=dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer"),
+    )
+    model = dm.compile(
+        machine, task.input_size, 1, key=jax.random.PRNGKey(0), context_size=task.context_size
+    )
+    hard = with_selection(model, "hard")
+    selectors = lambda m: [
+        x
+        for x in jax.tree.leaves(m, is_leaf=lambda x: isinstance(x, dm.OpSelector))
+        if isinstance(x, dm.OpSelector)
+    ]
+    assert [d.selection for d in selectors(model)] == ["soft", "soft"]  # spec and compiled
+    assert [d.selection for d in selectors(hard)] == ["hard", "hard"]
+    assert all(a is b for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(hard)))
+    batch = task.sample(np.random.default_rng(0), 2)
+    run = lambda m: jax.vmap(lambda x, k, c: m(x, k, trace=True, context=c))(
+        batch.inputs, batch.mask, batch.context
+    )
+    (ys, _), (hard_ys, aux) = run(model), run(hard)
+    assert not np.allclose(ys, hard_ys)  # an untrained soft mixture is not its argmax program
+    # the hard program's answer is a value of a discrete program: here, from its trace, the
+    # last step's scalar equals the read (readout) and rows are 0/1
+    rows = np.asarray(aux["trace"]["programmer"]["rows"])
+    assert set(np.unique(rows)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="selection must be one of"):
+        with_selection(model, "sharp")
+
+
 # -- protocol checks ------------------------------------------------------------------------------
 
 
@@ -213,6 +315,7 @@ def test_readout_errors():
         (lambda: dm.OpSelector(numbers=0), "numbers must be a positive integer"),
         (lambda: dm.OpSelector(scale=-1.0), "scale must be a positive number"),
         (lambda: dm.OpSelector(ops=()), "non-empty tuple"),
+        (lambda: dm.OpSelector(selection="argmax"), "selection must be one of"),
         (lambda: dm.OpSelector(ops=TABLE_OPS + TABLE_OPS[:1]), "names must be distinct"),
         (lambda: dm.Op("f", ("scalar-0",), "scalar", abs), "scalar-k or rows-k"),
         (lambda: dm.Op("f", ("column",), "vector", abs), "output must be one of"),
@@ -222,6 +325,7 @@ def test_readout_errors():
         (lambda: dm.TableQA(delta=0.0), "delta must be a positive number"),
         (lambda: dm.Arithmetic(operands=1), "operands must be an integer >= 2"),
         (lambda: dm.Arithmetic(ops=("power",)), "ops must be a non-empty subset"),
+        (lambda: dm.Arithmetic(question="words"), "question must be 'whole' or 'clause'"),
         (lambda: dm.gradient_noise(-1.0), "eta must be a non-negative number"),
     ],
 )
@@ -301,17 +405,44 @@ def test_table_batches_cover_every_template_and_vary_rows():
     assert dm.TableQA(columns=1).kinds == tuple(k for k in dm.TableQA().kinds if k != "difference")
 
 
+@pytest.mark.parametrize("columns", [1, 3])
+def test_table_kind_names_each_question_template(columns):
+    task = dm.TableQA(columns=columns)
+    for kind in task.kinds:
+        one = dm.TableQA(columns=columns, templates=(kind,))
+        batch = one.sample(np.random.default_rng(0), 8)
+        assert {one.kind(batch, b) for b in range(8)} == {kind}
+
+
+@pytest.mark.parametrize("question", ["whole", "clause"])
 @given(seed=seeds)
-def test_arithmetic_answers_match_exact_fractions(seed):
-    task = dm.Arithmetic()
+def test_arithmetic_answers_match_exact_fractions(question, seed):
+    task = dm.Arithmetic(question=question)
     batch = task.sample(np.random.default_rng(seed), 16)
     for b in range(16):
         words = task.labels(batch, b)["question"]
         expression = " ".join(re.sub(r"x\d=", "", w) for w in words)
         exact = eval(re.sub(r"(\d+)", r"Fraction(\1)", expression), {"Fraction": Fraction})
         assert batch.targets[b, -1, 0] == pytest.approx(float(exact), rel=1e-5)
+        ops = [name for name, (sym, _) in ARITHMETIC.items() for w in words if w == sym]
+        assert sorted(task.kind(batch, b).split()) == sorted(ops)
         steps = batch.inputs[b, :, -task.steps :]
         np.testing.assert_array_equal(steps, np.eye(task.steps))
+        if question == "clause":  # step t holds operand t's position and operation t - 1 only
+            n, K = task.operands, len(task.ops)
+            assert batch.inputs[b, :, :n].sum(-1).tolist() == [1.0] * n
+            assert batch.inputs[b, :, n : n + K].sum(-1).tolist() == [0.0] + [1.0] * (n - 1)
+
+
+def test_arithmetic_question_encodings_hold_the_same_questions():
+    whole = dm.Arithmetic(question="whole").sample(np.random.default_rng(7), 32)
+    clause = dm.Arithmetic(question="clause").sample(np.random.default_rng(7), 32)
+    np.testing.assert_array_equal(whole.targets, clause.targets)
+    assert whole.inputs.shape[-1] == 3 * 3 + 2 * 4 + 3 and clause.inputs.shape[-1] == 3 + 4 + 3
+    for b in range(32):
+        assert dm.Arithmetic(question="whole").labels(whole, b) == dm.Arithmetic(
+            question="clause"
+        ).labels(clause, b)
 
 
 def test_answer_metrics_and_huber_loss():
@@ -360,6 +491,39 @@ def test_program_trace_reads_as_a_program():
     console = Console(file=io.StringIO(), width=100)
     console.print(*RENDERERS["program"]("program", np.stack(records), spec, 100))
     assert "step 2: greater(col A, 30) p=1.00" in console.file.getvalue()
+
+
+def test_trace_labels_the_row_selector_with_rows_and_the_attention_with_words():
+    from difmachine.trace import render, run_example
+
+    task = dm.TableQA(columns=2, min_rows=3, max_rows=3)
+    device = dm.OpSelector(TABLE_OPS, columns=task.names, numbers=2, scale=task.scale)
+    machine = dm.Seq2Seq(
+        encoder=dm.Encoder(dm.GRU(8)),
+        decoder=dm.Machine(
+            dm.GRU(8),
+            {"question": dm.Attention("additive", size=4), "programmer": device},
+            readout="programmer",
+        ),
+    )
+    model = dm.compile(
+        machine, task.input_size, 1, key=jax.random.PRNGKey(0), context_size=task.context_size
+    )
+    example = run_example(model, task, seed=0)
+    words, rows = example.labels["source"], example.labels["rows"]
+    assert len(rows) == 3 and all(re.fullmatch(r"A=\d+ B=\d+", r) for r in rows)
+    assert words[0] in ("sum", "count", "print", "difference")
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render(example, model.decoder.machine))
+    lines = console.file.getvalue().splitlines()
+
+    def labels_after(title):
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        return [line.split()[0] for line in lines[start + 1 :] if line.strip()][:3]
+
+    assert labels_after("row selector") == [r.split()[0] for r in rows]
+    assert labels_after("attention") == words[:3]
+    assert "table 3 rows (below)" in [" ".join(line.split()) for line in lines]
 
 
 def test_gradient_noise_schedule_and_checkpointable_state():

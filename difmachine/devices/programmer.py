@@ -28,6 +28,14 @@ and the two output types: ``"scalar"`` (a number) and ``"rows"`` (a row selector
 (a scalar operation leaves ``rows_t`` near 0 and vice versa, as in the paper). When ``alpha``,
 ``beta`` and the pointers are one-hot this is exactly the chosen operation's result.
 
+``selection="hard"`` makes them one-hot: each choice is replaced by its argmax, so the machine
+runs the discrete program the controller induced, as the paper's model does at test time. A
+softly trained program whose mixtures are "almost" one-hot is often only approximately right
+(a 0.9/0.1 mix of add and multiply is off by a tenth of the difference) and exactly right when
+run hard; :func:`with_selection` switches a trained model. ``"straight"`` trains through the
+hard program with the soft gradient (straight-through); on the tasks here it learns worse than
+the soft mixture (bench/neural_programmer.py).
+
 The table arrives as the device's context: a :class:`Table` ``(values[rows, columns],
 mask[rows], numbers[N], numbers_mask[N])`` (a plain ``Context(values, mask)`` works when no
 operation takes a pivot). The arithmetic version of the paper is a one-row table whose columns
@@ -43,6 +51,7 @@ pivots per step, drawn as a readable program by the ``program`` renderer), ``op`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -55,6 +64,9 @@ from ..protocol import AbstractDevice, Field
 from .attention import attend
 
 OUTPUT_TYPES = ("scalar", "rows")
+#: how :class:`OpSelector` uses its choices: the soft mixture, the argmax's one-hot, or the
+#: one-hot forward with the soft gradient (straight-through)
+SELECTIONS = ("soft", "hard", "straight")
 
 
 class Table(NamedTuple):
@@ -241,12 +253,21 @@ class OpSelector(AbstractDevice):
     - ``columns``: the table's column names (their number is the column softmax's width).
     - ``numbers``: how many numbers the question may hold (pointer slots), for ops with a pivot.
     - ``scale``: the read is the step's scalar output divided by ``scale``.
+    - ``selection``: how the choices (operation, column, pivots) are used, see
+      :data:`SELECTIONS`: ``"soft"`` (the paper's mixture, the default), ``"hard"`` (each
+      softmax replaced by the one-hot of its argmax: the discrete program, for evaluation; no
+      gradient reaches the choices) or ``"straight"`` (straight-through: the forward pass runs
+      the discrete program, gradients flow as if soft). :func:`with_selection` switches a
+      trained model's selectors, e.g. to evaluate a softly trained program discretely.
     """
 
     ops: tuple[Op, ...] = eqx.field(static=True, default=TABLE_OPS)
     columns: tuple[str, ...] = eqx.field(static=True, default=("A",))
     numbers: int = eqx.field(static=True, default=2)
     scale: float = eqx.field(static=True, default=1.0)
+    # repr=False: the selection is not part of a program's fingerprint (the parameters are the
+    # same), so a softly trained checkpoint loads with selection="hard" for evaluation
+    selection: str = eqx.field(static=True, default="soft", repr=False)
 
     def __check_init__(self):
         if not isinstance(self.ops, tuple) or not self.ops:
@@ -266,6 +287,10 @@ class OpSelector(AbstractDevice):
             raise ValueError(f"OpSelector numbers must be a positive integer, got {self.numbers!r}")
         if not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(
+                f"OpSelector selection must be one of {SELECTIONS}, got {self.selection!r}"
+            )
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -375,12 +400,20 @@ class OpSelector(AbstractDevice):
             return jnp.tensordot(beta, outs, 1)
         return inner(None)
 
+    def select(self, p):
+        """A choice distribution ``p[K]`` as used by the step under :attr:`selection`."""
+        return select(p, self.selection)
+
     def step(self, params, state, iface):
-        alpha = iface["op"]
-        beta = iface.get("column")
-        pivot_weights = {
+        soft_alpha = iface["op"]
+        soft_beta = iface.get("column")
+        soft_pivots = {
             name: attend(iface[f"{name}_pivot"], state["numbers_mask"]) for name in self.pivot_ops
         }
+        alpha = self.select(soft_alpha)
+        beta = None if soft_beta is None else self.select(soft_beta)
+        # a question without numbers: every weight is 0, and stays 0 (the pivot is 0)
+        pivot_weights = {name: self.select(w) * (jnp.sum(w) > 0) for name, w in soft_pivots.items()}
         R = state["mask"].shape[0]
         scalar = jnp.zeros((), jnp.float32)
         rows = jnp.zeros((R,), jnp.float32)
@@ -398,17 +431,17 @@ class OpSelector(AbstractDevice):
         }
         none = jnp.zeros((0,), jnp.float32)
         pivots = [pivot_weights[n] @ state["numbers"] for n in self.pivot_ops]
-        program = jnp.concatenate(
+        program = jnp.concatenate(  # the probabilities, with the pivots and output actually used
             [
-                alpha,
-                none if beta is None else beta,
+                soft_alpha,
+                none if soft_beta is None else soft_beta,
                 jnp.stack(pivots) if pivots else none,
                 scalar[None],
             ]
         )
-        trace = {"program": program, "op": alpha, "scalar": scalar}
-        if beta is not None:
-            trace["column"] = beta
+        trace = {"program": program, "op": soft_alpha, "scalar": scalar}
+        if soft_beta is not None:
+            trace["column"] = soft_beta
         if self.uses_rows:
             trace["rows"] = rows
         return (scalar / self.scale)[None], new, trace
@@ -432,10 +465,37 @@ class OpSelector(AbstractDevice):
         }
         if self.uses_columns:
             spec["column"] = TraceField("options", "column", options=self.columns)
-        if self.uses_rows:  # axis "position": traces label the rows with the table's rows
-            spec["rows"] = TraceField("heatmap", "row selector", axis="position")
+        if self.uses_rows:  # axis "row": traces label it with the task's labels["rows"]
+            spec["rows"] = TraceField("heatmap", "row selector", axis="row")
         spec["scalar"] = TraceField("scalars", "scalar output")
         return spec
+
+
+def select(p, selection: str = "soft"):
+    """``p`` itself (``"soft"``), the one-hot of its argmax (``"hard"``), or that one-hot with
+    ``p``'s gradient (``"straight"``, straight-through: ``p + stop_gradient(onehot - p)``)."""
+    if selection == "soft":
+        return p
+    hard = jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype)
+    if selection == "hard":
+        return hard
+    if selection == "straight":
+        return p + jax.lax.stop_gradient(hard - p)
+    raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+
+
+def with_selection(model, selection: str):
+    """``model`` (a compiled machine, a spec, any pytree) with every :class:`OpSelector`'s
+    ``selection`` set to ``selection``: e.g. ``with_selection(model, "hard")`` evaluates a
+    softly trained program as the discrete program it induced. Parameters are shared."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    is_selector = lambda x: isinstance(x, OpSelector)
+    return jax.tree.map(
+        lambda x: dataclasses.replace(x, selection=selection) if is_selector(x) else x,
+        model,
+        is_leaf=is_selector,
+    )
 
 
 def describe_program(record: np.ndarray, options: tuple[str, ...]) -> list[str]:
@@ -484,4 +544,7 @@ __all__ = [
     "ARITHMETIC_OPS",
     "safe_divide",
     "describe_program",
+    "select",
+    "with_selection",
+    "SELECTIONS",
 ]

@@ -8,9 +8,12 @@ which :meth:`present` and the loss multiply back by the same ``scale`` (give the
 metrics ``accuracy``, ``errors = 1 - accuracy`` (the main metric) and ``abs_error``.
 
 :class:`Arithmetic` (the paper's simplified version): ``n`` operands ``x1..xn`` and a question
-``((x_p1 op1 x_p2) op2 x_p3) ...`` given as one vector (the one-hot positions ``p``, then the
-one-hot operations) at every step, with the step's one-hot; the operands are the device's context, a one-row table with
-one column per operand. ``steps = operands``: load the first operand, then one operation each.
+``((x_p1 op1 x_p2) op2 x_p3) ...``, with the step's one-hot at every step. ``question="whole"``
+gives the whole question as one vector (the one-hot positions ``p``, then the one-hot
+operations) at every step; ``question="clause"`` gives step ``t`` its clause only (the one-hot
+position ``p_t`` and, after the first step, operation ``op_t``), the question read in order as
+an RNN over its words would. The operands are the device's context, a one-row table with one
+column per operand. ``steps = operands``: load the first operand, then one operation each.
 ``length`` (``eval --lengths``) is the operands' number of digits (1 in training).
 
 :class:`TableQA` (the paper's synthetic table task): a table of ``columns`` numeric columns
@@ -132,6 +135,7 @@ class Arithmetic(AbstractAnswerTask):
     delta: float = eqx.field(static=True, default=1.0)
     atol: float = eqx.field(static=True, default=0.01)
     rtol: float = eqx.field(static=True, default=0.001)
+    question: str = eqx.field(static=True, default="whole")
 
     length_name: ClassVar[str] = "digits"
 
@@ -139,6 +143,10 @@ class Arithmetic(AbstractAnswerTask):
         if not isinstance(self.operands, int) or self.operands < 2:
             raise ValueError(f"Arithmetic operands must be an integer >= 2, got {self.operands!r}")
         positive("Arithmetic", "digits", self.digits)
+        if self.question not in ("whole", "clause"):
+            raise ValueError(
+                f"Arithmetic question must be 'whole' or 'clause', got {self.question!r}"
+            )
         if not self.ops or any(op not in ARITHMETIC for op in self.ops):
             raise ValueError(
                 f"Arithmetic ops must be a non-empty subset of {tuple(ARITHMETIC)}, got {self.ops!r}"
@@ -156,15 +164,35 @@ class Arithmetic(AbstractAnswerTask):
 
     @property
     def input_size(self) -> int:
-        return self.operands * self.operands + (self.operands - 1) * len(self.ops) + self.steps
+        n, K = self.operands, len(self.ops)
+        if self.question == "clause":
+            return n + K + self.steps
+        return n * n + (n - 1) * K + self.steps
 
-    def question(self, order, ops) -> np.ndarray:
-        """The question vector (without the step's one-hot, the last ``steps`` entries)."""
-        n = self.operands
-        q = np.zeros(self.input_size, np.float32)
-        q[np.arange(n) * n + np.asarray(order)] = 1.0
-        q[n * n + np.arange(n - 1) * len(self.ops) + [self.ops.index(o) for o in ops]] = 1.0
+    def encode(self, order, ops) -> np.ndarray:
+        """The question's inputs ``[steps, input_size]`` (with the step's one-hot, the last
+        ``steps`` entries): the whole question at every step, or step ``t``'s clause only."""
+        n, K, T = self.operands, len(self.ops), self.steps
+        q = np.zeros((T, self.input_size), np.float32)
+        codes = [self.ops.index(o) for o in ops]
+        if self.question == "clause":  # step t: operand order[t] and (t > 0) operation t - 1
+            q[np.arange(T), np.asarray(order)] = 1.0
+            q[np.arange(1, T), n + np.asarray(codes, int)] = 1.0
+        else:
+            q[:, np.arange(n) * n + np.asarray(order)] = 1.0
+            q[:, n * n + np.arange(n - 1) * K + codes] = 1.0
+        q[np.arange(T), self.input_size - T + np.arange(T)] = 1.0  # which step it is
         return q
+
+    def decode(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, op codes)`` of one example's inputs ``[steps, input_size]``."""
+        n, K = self.operands, len(self.ops)
+        if self.question == "clause":
+            return inputs[:, :n].argmax(-1), inputs[1:, n : n + K].argmax(-1)
+        q = inputs[0]
+        return q[: n * n].reshape(n, n).argmax(-1), q[n * n : n * n + (n - 1) * K].reshape(
+            n - 1, K
+        ).argmax(-1)
 
     def example(self, rng: np.random.Generator, digits: int):
         """``(operands, order, ops, answer)`` of one random expression."""
@@ -183,19 +211,20 @@ class Arithmetic(AbstractAnswerTask):
         answers = np.zeros(batch_size)
         for b in range(batch_size):
             operands, order, ops, answers[b] = self.example(rng, digits)
-            inputs[b] = self.question(order, ops)
+            inputs[b] = self.encode(order, ops)
             table[b, 0] = operands
-        inputs[:, np.arange(T), self.input_size - T + np.arange(T)] = 1.0  # which step it is
         targets, mask, loss_mask = _answer_batch(answers, T)
         context = Context(table, np.ones((batch_size, 1), np.float32))
         return Batch(inputs, targets, mask, loss_mask, context)
 
+    def kind(self, batch: Batch, index: int) -> str:
+        """The example's operations, e.g. ``"multiply add"`` (to break accuracy down)."""
+        return " ".join(self.ops[i] for i in self.decode(np.asarray(batch.inputs[index]))[1])
+
     def labels(self, batch: Batch, index: int) -> dict:
         """The expression with its operands' values, and the answer (for traces)."""
         n = self.operands
-        q = batch.inputs[index, 0]
-        order = q[: n * n].reshape(n, n).argmax(-1)
-        ops = q[n * n : self.input_size - self.steps].reshape(n - 1, len(self.ops)).argmax(-1)
+        order, ops = self.decode(np.asarray(batch.inputs[index]))
         x = batch.context.values[index, 0]
         words = ["(" * (n - 2) + f"x{order[0] + 1}={x[order[0]]:g}"]
         for k, (op, i) in enumerate(zip(ops, order[1:])):
@@ -374,19 +403,31 @@ class TableQA(AbstractAnswerTask):
         nums = iter(batch.context[self.device].numbers[index])
         return [f"{next(nums):g}" if VOCAB[i] == NUM else VOCAB[i] for i in ids]
 
+    def kind(self, batch: Batch, index: int) -> str:
+        """The example's template, a key of :data:`TEMPLATES` (to break accuracy down)."""
+        words = self.question_words(batch, index)
+        shape = ["X" if w in COLUMN_NAMES else w for w in words]
+        for name, template in TEMPLATES.items():
+            pattern = [w if w in WORDS else "X" if w in "XYZ" else None for w in template.split()]
+            if len(pattern) == len(shape) and all(
+                p == w or (p is None and w not in WORDS and w != "X")
+                for p, w in zip(pattern, shape)
+            ):
+                return name
+        raise ValueError(f"not a template question: {' '.join(words)}")
+
     def labels(self, batch: Batch, index: int) -> dict:
-        """The table's rows (they label the row selector's trace), the question, the answer."""
+        """The table's rows (they label the row selector's trace), the question (the source:
+        it labels an attention's trace) and the answer."""
         table = batch.context[self.device]
         rows = [
             " ".join(f"{c}={v:g}" for c, v in zip(self.names, row))
             for row, m in zip(table.values[index], table.mask[index])
             if m > 0
         ]
-        if self.columns == 1:  # keep a space in each label: a row, not a character
-            rows = [f"row {r}" for r in rows]
         return {
-            "source": rows,
-            "question": self.question_words(batch, index),
+            "rows": rows,
+            "source": self.question_words(batch, index),
             "target": [f"{batch.targets[index, -1, 0]:.4g}"],
         }
 
