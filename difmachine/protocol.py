@@ -53,6 +53,17 @@ def activate(name: str, x: jax.Array) -> jax.Array:
     return ACTIVATIONS[name](x)
 
 
+def check_counts(spec: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()):
+    """Raise a one-line ``ValueError`` naming the spec and field unless the named fields are
+    positive (or non-negative) integers."""
+    owner = type(spec).__name__
+    for names, least, kind in ((positive, 1, "positive"), (non_negative, 0, "non-negative")):
+        for name in names:
+            value = getattr(spec, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{owner} {name} must be a {kind} integer, got {value!r}")
+
+
 class AbstractDevice(eqx.Module):
     """A differentiable device: memory, stack, queue, attention, operation selector..."""
 
@@ -114,4 +125,11 @@ class AbstractController(eqx.Module):
     def step(self, params: Any, state: Any, z: jax.Array) -> tuple[jax.Array, Any]: ...
 
 
-__all__ = ["ACTIVATIONS", "Field", "activate", "AbstractDevice", "AbstractController"]
+__all__ = [
+    "ACTIVATIONS",
+    "Field",
+    "activate",
+    "check_counts",
+    "AbstractDevice",
+    "AbstractController",
+]

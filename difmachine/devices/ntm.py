@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from .. import addressing
 from .._init import full, zeros
-from ..protocol import AbstractDevice, Field
+from ..protocol import AbstractDevice, Field, check_counts
 
 _MEMORY_INITS = ("constant", "learned")
 
@@ -40,14 +40,7 @@ class NTMMemory(AbstractDevice):
     init_value: float = eqx.field(static=True, default=1e-6)
 
     def __check_init__(self):
-        for name in ("slots", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"NTMMemory {name} must be a positive integer, got {value!r}")
-        for name in ("read_heads", "write_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"NTMMemory {name} must be a non-negative integer, got {value!r}")
+        check_counts(self, ("slots", "width"), ("read_heads", "write_heads"))
         if self.read_heads + self.write_heads == 0:
             raise ValueError(
                 "NTMMemory needs at least one head: set read_heads or write_heads >= 1"
@@ -170,7 +163,9 @@ class NTMMemory(AbstractDevice):
                 read_gamma=iface["read_gamma"],
                 read_beta=iface["read_beta"],
             )
-        reads = [addressing.read(memory, read_w[h], slots_last=True) for h in range(self.read_heads)]
+        reads = [
+            addressing.read(memory, read_w[h], slots_last=True) for h in range(self.read_heads)
+        ]
         reads = jnp.concatenate(reads) if reads else jnp.zeros((0,), memory.dtype)
         return reads, {"memory": memory, "read_w": read_w, "write_w": write_w}, trace
 

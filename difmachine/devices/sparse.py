@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from .._init import full
 from ..addressing import EPS
-from ..protocol import AbstractDevice, Field
+from ..protocol import AbstractDevice, Field, check_counts
 
 
 def least_used(last_access: jax.Array, n: int = 1) -> jax.Array:
@@ -130,16 +130,7 @@ class SparseMemory(AbstractDevice):
     init_value: float = eqx.field(static=True, default=1e-6)
 
     def __check_init__(self):
-        for name in ("slots", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"SparseMemory {name} must be a positive integer, got {value!r}")
-        for name in ("read_heads", "write_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"SparseMemory {name} must be a non-negative integer, got {value!r}"
-                )
+        check_counts(self, ("slots", "width"), ("read_heads", "write_heads"))
         if self.read_heads + self.write_heads == 0:
             raise ValueError(
                 "SparseMemory needs at least one head: set read_heads or write_heads >= 1"
