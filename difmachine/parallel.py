@@ -45,10 +45,10 @@ def initialize(
     ``DIFMACHINE_COORDINATOR``, ``DIFMACHINE_NUM_PROCESSES`` and ``DIFMACHINE_PROCESS_ID``.
     """
     coordinator = coordinator or os.environ.get("DIFMACHINE_COORDINATOR")
-    if num_processes is None and os.environ.get("DIFMACHINE_NUM_PROCESSES"):
-        num_processes = int(os.environ["DIFMACHINE_NUM_PROCESSES"])
-    if process_id is None and os.environ.get("DIFMACHINE_PROCESS_ID"):
-        process_id = int(os.environ["DIFMACHINE_PROCESS_ID"])
+    if num_processes is None:
+        num_processes = _env_int("DIFMACHINE_NUM_PROCESSES")
+    if process_id is None:
+        process_id = _env_int("DIFMACHINE_PROCESS_ID")
     multi = coordinator is not None or (num_processes or 1) > 1
     if multi and (coordinator is None or num_processes is None or process_id is None):
         raise DifmachineError(
@@ -75,9 +75,27 @@ def initialize(
         except RuntimeError:
             pass  # JAX already ran something: use_devices() reports the devices there are
     if multi:
-        jax.distributed.initialize(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-        )
+        try:
+            jax.distributed.initialize(
+                coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+            )
+        except Exception as e:  # noqa: BLE001 - XLA reports connection problems several ways
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DifmachineError(
+                f"could not join the multi-host job at {coordinator} as process {process_id} of "
+                f"{num_processes} ({first}); start every process with the same --coordinator, "
+                "reachable from all hosts"
+            ) from None
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DifmachineError(f"{name} must be an integer, got {text!r}") from None
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,10 @@ def test_two_processes_train_like_one(tmp_path):
 
 
 def test_devices_beyond_what_jax_sees_is_a_clear_error(tmp_path):
+    import jax
+
     program = write_program(tmp_path / "tiny.py", steps=2)
-    # this process already runs JAX on one CPU device: it cannot be split any more
+    jax.devices()  # this process runs JAX on one CPU device now: it cannot be split any more
     one_line_error(
         invoke("run", program, "--out", tmp_path / "r", "--devices", 64), "JAX sees", "--devices"
     )
@@ -112,3 +114,9 @@ def test_devices_beyond_what_jax_sees_is_a_clear_error(tmp_path):
 def test_incomplete_multi_host_settings_are_refused(kwargs, needle):
     with pytest.raises(DifmachineError, match=needle.replace("-", r"\-")):
         parallel.initialize(**kwargs)
+
+
+def test_a_bad_environment_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("DIFMACHINE_NUM_PROCESSES", "two")
+    with pytest.raises(DifmachineError, match="DIFMACHINE_NUM_PROCESSES must be an integer"):
+        parallel.initialize(coordinator="localhost:1")
