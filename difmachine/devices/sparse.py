@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import addressing
 from .._init import full
 from ..addressing import EPS
 from ..protocol import AbstractDevice, Field, check_counts
@@ -45,14 +46,10 @@ def top_k_slots(memory: jax.Array, keys: jax.Array, k: int) -> jax.Array:
 
 
 def sparse_content_weights(rows: jax.Array, key: jax.Array, beta: jax.Array) -> jax.Array:
-    """``w[j] = softmax_j(beta * cosine(rows[j], key))`` over the ``k`` gathered rows only.
-
-    The same equation as :func:`difmachine.addressing.content_weights`, restricted to the
-    top-k slots (the others get weight 0): with ``k = slots`` the two agree exactly.
-    """
-    dots = rows @ key
-    norms = jnp.sqrt(jnp.sum(rows * rows, axis=-1) + EPS) * jnp.sqrt(jnp.sum(key * key) + EPS)
-    return jax.nn.softmax(beta * dots / norms)
+    """``w[j] = softmax_j(beta * cosine(rows[j], key))`` over the ``k`` gathered rows only:
+    :func:`difmachine.addressing.content_weights` on the ``[k, width]`` memory of those rows
+    (the other slots get weight 0), so with ``k = slots`` the two agree exactly."""
+    return addressing.content_weights(rows, key, beta)
 
 
 def sparse_write(
@@ -233,9 +230,10 @@ class SparseMemory(AbstractDevice):
         stamp = jnp.where(jax.lax.stop_gradient(w_slot) > self.delta, t, 0)
         last_access = last_access.at[idx].max(stamp)
         trace = {
-            "write_weights": jax.vmap(
-                lambda h: jnp.zeros((self.slots,), w.dtype).at[idx].add(jnp.where(head == h, w, 0))
-            )(jnp.arange(H)),
+            "write_weights": self._dense(
+                jnp.broadcast_to(idx, (H, idx.shape[0])),
+                jnp.where(head[None, :] == jnp.arange(H)[:, None], w[None, :], 0.0),
+            ),
             "lru": lru,
             "write_alpha": alpha,
             "erase": jnp.mean(iface["erase"], axis=-1),
