@@ -114,6 +114,7 @@ def write_many(
     ``w[:, :, None] * erase[:, None, :]`` form made XLA:CPU's backward pass about 40% slower
     (bench/FINDINGS.md).
     """
+
     def outer(h, v):
         return jnp.outer(v[h], w[h]) if slots_last else jnp.outer(w[h], v[h])
 

@@ -15,11 +15,18 @@ How one time step is wired (``r`` are the devices' reads from the previous step)
 
 Padding: where ``mask[t] == 0`` the carried state is left unchanged, so a padded sequence ends in
 the same state as its unpadded self, and a batch of mixed lengths compiles once.
+
+Weight gradients of the in-loop matmuls (``W_r``, ``W_i``, ``b_i`` and a controller's linear
+recurrence such as the LSTM's ``U``) are, for training, not accumulated step by step inside the
+backward scan: zero *probes* are added to ``z_t`` and to the interface pre-activation, their
+cotangents ``g_t`` come back from the backward pass, and each weight gradient is one matmul
+``sum_t x_t^T g_t`` afterwards (:meth:`CompiledMachine.hoisted_gradients`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -229,12 +236,25 @@ class CompiledMachine(eqx.Module):
         }
         return controller_state, dev_states, zeros(m.read_size)
 
-    def cell(self, carry, z):
-        """One inner step: ``(carry, z) -> (carry, (h, reads, traces))``."""
+    def cell(self, carry, z, probe=None):
+        """One inner step: ``(carry, z) -> (carry, (h, reads, traces))``.
+
+        With ``probe`` (``{"z": [G], "iface": [n_iface]}``, zeros) the probes are added to the
+        controller's input and the interface pre-activation, and the in-loop weights are cut
+        from the gradient: :meth:`hoisted_gradients` puts their gradients back."""
         m, p = self.machine, self.params
         ctrl_state, dev_states, reads = carry
-        h, ctrl_state = m.controller.step(p["controller"], ctrl_state, z + reads @ p["W_r"])
-        flat = h @ p["W_i"] + p["b_i"]
+        W_r, W_i, b_i, ctrl_p = p["W_r"], p["W_i"], p["b_i"], p["controller"]
+        if probe is not None:
+            W_r, W_i, b_i = (jax.lax.stop_gradient(w) for w in (W_r, W_i, b_i))
+            cut = m.controller.linear_recurrence(ctrl_state)
+            if cut:
+                ctrl_p = {k: jax.lax.stop_gradient(v) if k in cut else v for k, v in ctrl_p.items()}
+            z = z + probe["z"]
+        h, ctrl_state = m.controller.step(ctrl_p, ctrl_state, z + reads @ W_r)
+        flat = h @ W_i + b_i
+        if probe is not None:
+            flat = flat + probe["iface"]
         ifaces: dict[str, dict[str, jax.Array]] = {name: {} for name in m.names}
         for slot in m.layout():
             value = flat[slot.start : slot.stop].reshape(slot.field.shape)
@@ -256,17 +276,27 @@ class CompiledMachine(eqx.Module):
             except ValueError as e:
                 raise DifmachineError(f"device {name!r}: {e}") from None
 
-    def _input_step(self, carry, z, m, trace: bool):
-        """One input step (all its inner steps); padding (``m == 0``) keeps ``carry``."""
+    def _input_step(self, carry, z, m, trace: bool, probe=None):
+        """One input step (all its inner steps); padding (``m == 0``) keeps ``carry``.
+
+        With ``probe`` (see :meth:`cell`) the outputs end with the step's *taps*: the inputs of
+        the in-loop matmuls, ``reads_{t-1}`` (for ``W_r``), ``h_t`` (for ``W_i``) and the
+        controller's linear-recurrence inputs."""
+        cell = self.cell if probe is None else partial(self.cell, probe=probe)
         new, (h, reads, traces), losses, halting_trace = self.machine.halting.run(
-            self.params[HALTING], self.cell, carry, z
+            self.params[HALTING], cell, carry, z
         )
+        taps = None
+        if probe is not None:
+            ctrl_state, _, prev_reads = carry
+            recurrence = self.machine.controller.linear_recurrence(ctrl_state)
+            taps = {"W_r": prev_reads, "W_i": h, "controller": recurrence}
         carry = keep_padding(m, new, carry)
         losses = {k: v * m for k, v in losses.items()}
         stats = {k: v * m for k, v in halting_trace.items() if v.ndim == 0}
         if halting_trace:
             traces = {**traces, HALTING: halting_trace}
-        return carry, (h, reads, traces if trace else {}, losses, stats)
+        return carry, (h, reads, traces if trace else {}, losses, stats, taps)
 
     def _readout(self, h, reads):
         if self.machine.readout is not None:
@@ -292,14 +322,25 @@ class CompiledMachine(eqx.Module):
             "state": final,
         }
 
-    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, controller_state=None):
+    def __call__(
+        self,
+        xs,
+        mask=None,
+        *,
+        trace: bool = False,
+        context=None,
+        controller_state=None,
+        probes=None,
+    ):
         """Run one example. ``xs: [T, input_size]``, ``mask: [T]`` (1 = real step, 0 = padding).
 
         Returns ``(ys[T, output_size], aux)``; ``aux["trace"]`` holds the devices' stacked trace
         records when ``trace=True``, ``aux["losses"]`` the halting policy's auxiliary losses
         (summed over real steps), ``aux["stats"]`` the means over real steps of its scalar trace
         records (e.g. ACT's ponder) and ``aux["state"]`` the final carried state. ``context``
-        and ``controller_state``: see :meth:`init_carry`.
+        and ``controller_state``: see :meth:`init_carry`. ``probes``: zeros from
+        :meth:`probes`, for training with :meth:`hoisted_gradients`; ``aux["taps"]`` then holds
+        the stacked inputs of the in-loop matmuls.
         """
         T = xs.shape[0]
         self._check_length(T)
@@ -307,14 +348,17 @@ class CompiledMachine(eqx.Module):
         zx = xs.astype(jnp.float32) @ self.params["W_x"]
 
         def body(carry, inputs):
-            z, m = inputs
-            return self._input_step(carry, z, m, trace)
+            z, m, probe = inputs
+            return self._input_step(carry, z, m, trace, probe)
 
         if self.remat:
             body = jax.checkpoint(body)
         carry = self.init_carry(context, controller_state)
-        final, (hs, rs, traces, losses, stats) = jax.lax.scan(body, carry, (zx, mask))
-        return self._readout(hs, rs), self._aux(final, traces, losses, stats, mask)
+        final, (hs, rs, traces, losses, stats, taps) = jax.lax.scan(body, carry, (zx, mask, probes))
+        aux = self._aux(final, traces, losses, stats, mask)
+        if probes is not None:
+            aux["taps"] = taps
+        return self._readout(hs, rs), aux
 
     def generate(
         self,
@@ -342,7 +386,7 @@ class CompiledMachine(eqx.Module):
         def body(state, _):
             carry, x, running = state
             m = running.astype(jnp.float32)
-            carry, (h, reads, traces, losses, stats) = self._input_step(carry, x @ W_x, m, trace)
+            carry, (h, reads, traces, losses, stats, _) = self._input_step(carry, x @ W_x, m, trace)
             y = self._readout(h, reads)
             running = running & ~stop(y)
             outputs = (y, m, traces, losses, stats)
@@ -360,6 +404,44 @@ class CompiledMachine(eqx.Module):
         )
         aux = self._aux(final, traces, losses, stats, produced)
         return ys, {**aux, "produced": produced}
+
+    # -- hoisted weight gradients -------------------------------------------------------------
+
+    def probes(self, steps: int) -> dict | None:
+        """Zero probes for ``__call__(..., probes=...)`` on one example of ``steps`` input
+        steps, or ``None`` when the machine's cell runs more than once per input step (its
+        weight gradients are then left to plain autodiff)."""
+        halting = self.machine.halting
+        if not (isinstance(halting, Fixed) and halting.n == 1):
+            return None
+        G, n_iface = self.params["W_r"].shape[1], self.params["b_i"].shape[0]
+        return {
+            "z": jnp.zeros((steps, G), jnp.float32),
+            "iface": jnp.zeros((steps, n_iface), jnp.float32),
+        }
+
+    def hoisted_gradients(self, grads: CompiledMachine, taps, cotangents) -> CompiledMachine:
+        """``grads`` (the gradient of a loss through ``__call__(..., probes=...)``, which has no
+        contribution from the in-loop weights) plus those weights' gradients, each
+        ``sum x^T g`` over every example and step: ``x`` the stacked ``taps`` and ``g`` the
+        cotangents of the probes (leading axes ``[..., T]``, e.g. ``[B, T]`` for a batch)."""
+
+        def outer(x, g):
+            return jnp.einsum("...i,...j->ij", x, g)
+
+        p = grads.params
+        g_z, g_iface = cotangents["z"], cotangents["iface"]
+        params = {
+            **p,
+            "W_r": p["W_r"] + outer(taps["W_r"], g_z),
+            "W_i": p["W_i"] + outer(taps["W_i"], g_iface),
+            "b_i": p["b_i"] + jnp.sum(g_iface, axis=tuple(range(g_iface.ndim - 1))),
+            "controller": {
+                **p["controller"],
+                **{k: p["controller"][k] + outer(x, g_z) for k, x in taps["controller"].items()},
+            },
+        }
+        return eqx.tree_at(lambda g: g.params, grads, params)
 
     # -- summary ------------------------------------------------------------------------------
 

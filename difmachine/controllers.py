@@ -46,6 +46,9 @@ class LSTM(AbstractController):
     def init_state(self, params):
         return (zeros(self.hidden), zeros(self.hidden))
 
+    def linear_recurrence(self, state):
+        return {"U": state[0]}
+
     def step(self, params, state, z):
         h, c = state
         gates = z + h @ params["U"] + params["b"]
@@ -116,6 +119,9 @@ class RNN(AbstractController):
 
     def init_state(self, params):
         return zeros(self.hidden)
+
+    def linear_recurrence(self, state):
+        return {"U": state}
 
     def step(self, params, state, z):
         h = ACTIVATIONS[self.activation](z + state @ params["U"] + params["b"])

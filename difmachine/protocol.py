@@ -124,6 +124,14 @@ class AbstractController(eqx.Module):
     @abc.abstractmethod
     def step(self, params: Any, state: Any, z: jax.Array) -> tuple[jax.Array, Any]: ...
 
+    def linear_recurrence(self, state: Any) -> dict[str, jax.Array]:
+        """``{name: x}`` for each parameter ``U = params[name]`` that ``step`` uses only in a term
+        ``x @ U`` added to ``z`` (so the cotangent of ``z`` is that of ``x @ U``), with ``x``
+        taken from ``state``. The compiler then takes ``U``'s gradient as one matmul over all
+        time steps after the backward pass instead of accumulating it step by step
+        (``CompiledMachine.hoisted_gradients``). Default ``{}``: plain autodiff."""
+        return {}
+
 
 __all__ = [
     "ACTIVATIONS",

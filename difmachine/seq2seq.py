@@ -221,12 +221,26 @@ class CompiledSeq2Seq(eqx.Module):
         ]
         return jax.tree.unflatten(treedef, init), routed
 
-    def __call__(self, xs, mask=None, *, trace: bool = False, context=None):
+    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, probes=None):
         """Teacher-forced decoding of one example (see :meth:`CompiledMachine.__call__`)."""
         controller_state, encoded = self.start(context)
         return self.decoder(
-            xs, mask, trace=trace, context=encoded, controller_state=controller_state
+            xs,
+            mask,
+            trace=trace,
+            context=encoded,
+            controller_state=controller_state,
+            probes=probes,
         )
+
+    def probes(self, steps: int):
+        """The decoder's probes (:meth:`CompiledMachine.probes`)."""
+        return self.decoder.probes(steps)
+
+    def hoisted_gradients(self, grads, taps, cotangents):
+        """The decoder's in-loop weight gradients added (:meth:`CompiledMachine.hoisted_gradients`)."""
+        decoder = self.decoder.hoisted_gradients(grads.decoder, taps, cotangents)
+        return eqx.tree_at(lambda g: g.decoder, grads, decoder)
 
     def generate(self, first, steps, feedback, stop=None, *, trace=False, context=None):
         """Greedy decoding (see :meth:`CompiledMachine.generate`)."""

@@ -132,7 +132,9 @@ def check_device(
 
 
 def check_controller(controller: AbstractController, *, steps: int = 4, batch: int = 3) -> None:
-    """Same checks for a controller driven by random ``z`` inputs."""
+    """Same checks for a controller driven by random ``z`` inputs. A controller that declares
+    a :meth:`~difmachine.protocol.AbstractController.linear_recurrence` must also keep its
+    promise: each declared ``U``'s gradient equals ``sum_t x_t^T dL/dz_t``."""
     assert isinstance(controller, AbstractController), f"{controller!r} is not a controller"
 
     def run(params, zs):
@@ -142,9 +144,19 @@ def check_controller(controller: AbstractController, *, steps: int = 4, batch: i
 
         return jax.lax.scan(body, controller.init_state(params), zs)
 
+    def recurrence_loss(params, zs):  # also returns the declared recurrence inputs x_t
+        def body(state, z):
+            x = controller.linear_recurrence(state)
+            h, state = controller.step(params, state, z)
+            return state, (h, x)
+
+        _, (hs, xs) = jax.lax.scan(body, controller.init_state(params), zs)
+        return jnp.sum(jnp.sin(hs)), xs
+
     jit_run = jax.jit(run)
     vmap_run = jax.jit(jax.vmap(run, in_axes=(None, 0)))
     grad_fn = jax.jit(jax.grad(lambda p, z: jnp.sum(run(p, z)[1] ** 2), argnums=(0, 1)))
+    recurrence_grads = jax.jit(jax.grad(recurrence_loss, argnums=(0, 1), has_aux=True))
 
     @given(seed=seeds)
     def prop(seed):
@@ -163,6 +175,13 @@ def check_controller(controller: AbstractController, *, steps: int = 4, batch: i
                 jax.tree.map(lambda x: x[b], batched), jit_run(params, zs[b]), what="vmap vs loop"
             )
         assert_finite(grad_fn(params, zs[0]), "gradients")
+        (g_params, g_z), xs = recurrence_grads(params, zs[0])
+        for name, x in xs.items():
+            assert_trees_close(
+                jnp.einsum("ti,tj->ij", x, g_z),
+                g_params[name],
+                what=f"linear_recurrence: {name!r} must enter step only as x @ {name} added to z",
+            )
 
     prop()
 
@@ -177,7 +196,8 @@ def check_machine(
     context: Any = None,
 ) -> CompiledMachine:
     """Compile ``machine`` and check jit == eager, vmap == loop over a mixed-length batch,
-    padding leaving outputs and final state untouched, and finite gradients.
+    padding leaving outputs and final state untouched, finite gradients, and (for machines
+    that take training probes) the hoisted weight gradients equal to plain autodiff's.
 
     ``context`` (e.g. a ``Context(values[S, E], mask[S])``) is given to every run; a
     :class:`~difmachine.Seq2Seq` needs one (its source) and is compiled for its width."""
@@ -193,10 +213,29 @@ def check_machine(
         ys, aux = run(model, xs, mask)
         return jnp.sum((ys * mask[:, None]) ** 2) + sum(aux["losses"].values(), 0.0)
 
+    def batch_loss(model, probes, xs, mask):
+        def one(x, m, p):
+            ys, aux = model(x, m, context=context, probes=p)
+            return jnp.sum((ys * m[:, None]) ** 2) + sum(aux["losses"].values(), 0.0), aux
+
+        losses, aux = jax.vmap(one)(xs, mask, probes)
+        return jnp.sum(losses), aux.get("taps")
+
+    @jax.jit
+    def plain_and_hoisted(model, xs, mask):
+        plain = jax.grad(lambda m: batch_loss(m, None, xs, mask)[0])(model)
+        probes = jax.tree.map(
+            lambda p: jnp.broadcast_to(p, (batch, *p.shape)), model.probes(length)
+        )
+        grad_fn = jax.grad(batch_loss, argnums=(0, 1), has_aux=True)
+        (g_model, g_probes), taps = grad_fn(model, probes, xs, mask)
+        return plain, model.hoisted_gradients(g_model, taps, g_probes)
+
     call = jax.jit(run)
     batched = jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))
     grad_fn = jax.jit(jax.grad(loss))
     model = build(jax.random.PRNGKey(0))
+    hoists = model.probes(length) is not None
 
     @given(seed=seeds)
     def prop(seed):
@@ -229,6 +268,10 @@ def check_machine(
                 what="final state with padding vs without",
             )
         assert_finite(grad_fn(m, xs[0], mask[0]), "gradients")
+        if hoists:
+            plain, hoisted = plain_and_hoisted(m, xs, mask)
+            scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(plain) if g.size)
+            assert_trees_close(hoisted, plain, atol=1e-5 * scale, what="hoisted vs plain gradients")
 
     prop()
     return model

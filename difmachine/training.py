@@ -52,23 +52,50 @@ def _gradients(model, task, batch, chunk: int | None = None):
     chunks runs forward and backward one chunk at a time (``lax.map``) and averages the chunks'
     gradients, which is the same mean: each chunk's working set then stays in cache through its
     backward pass (bench/FINDINGS.md, item 8)."""
-    grad_fn = eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)
     size = batch.inputs.shape[0]
     if chunk is None or size <= chunk or size % chunk:
-        return grad_fn(model, task, batch)
+        return _value_and_grad(model, task, batch)
     # chunk j holds examples j, j + n, j + 2n, ...: split over devices along the batch, every
     # device then holds its own share of every chunk and the loop over chunks needs no exchange
     n = size // chunk
     chunks = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(chunk, n, *x.shape[1:]), 0, 1), batch)
-    per_chunk = jax.lax.map(lambda chunk: grad_fn(model, task, chunk), chunks)
+    per_chunk = jax.lax.map(lambda chunk: _value_and_grad(model, task, chunk), chunks)
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)
 
 
-def batch_outputs(model: CompiledMachine, batch: Batch, *, decode: bool = False, task=None):
+def _value_and_grad(model, task, batch):
+    """``((total, metrics), grads)`` of one batch. A machine with :meth:`probes
+    <difmachine.compiler.CompiledMachine.probes>` has its in-loop weight gradients taken after
+    the backward scan, one matmul each, instead of accumulated step by step (bench/FINDINGS.md,
+    item 7): the same gradient up to float rounding, 1.1-1.2x faster at batch 1."""
+    steps = batch.inputs.shape[1]
+    probes = model.probes(steps) if hasattr(model, "probes") else None
+    if probes is None:
+        return eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)(model, task, batch)
+    size = batch.inputs.shape[0]
+    probes = jax.tree.map(lambda p: jnp.broadcast_to(p, (size, *p.shape)), probes)
+
+    def loss(model_and_probes):
+        total, metrics, aux = _loss(model_and_probes[0], task, batch, probes=model_and_probes[1])
+        return total, (metrics, aux["taps"])
+
+    grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
+    (total, (metrics, taps)), (grads, cotangents) = grad_fn((model, probes))
+    return (total, metrics), model.hoisted_gradients(grads, taps, cotangents)
+
+
+def batch_outputs(
+    model: CompiledMachine, batch: Batch, *, decode: bool = False, task=None, probes=None
+):
     """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
     (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
-    batch's first inputs and running as many steps as the batch has."""
+    batch's first inputs and running as many steps as the batch has. ``probes``: per example,
+    see :meth:`CompiledMachine.probes <difmachine.compiler.CompiledMachine.probes>`."""
     if not decode:
+        if probes is not None:
+            return jax.vmap(lambda x, m, c, p: model(x, m, context=c, probes=p))(
+                batch.inputs, batch.mask, batch.context, probes
+            )
         return jax.vmap(lambda x, m, c: model(x, m, context=c))(
             batch.inputs, batch.mask, batch.context
         )
@@ -83,7 +110,13 @@ def batch_outputs(model: CompiledMachine, batch: Batch, *, decode: bool = False,
 
 
 def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch, decode=False):
-    ys, aux = batch_outputs(model, batch, decode=decode, task=task)
+    """``(total loss, metrics)`` of a batch: the task's loss plus the halting policy's."""
+    total, metrics, _ = _loss(model, task, batch, decode=decode)
+    return total, metrics
+
+
+def _loss(model, task, batch, decode=False, probes=None):
+    ys, aux = batch_outputs(model, batch, decode=decode, task=task, probes=probes)
     task_loss = jnp.mean(jax.vmap(task.loss)(ys, batch.targets, batch.loss_mask))
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
@@ -92,7 +125,7 @@ def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch, d
         for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()
     }
     stats = {k: jnp.mean(v) for k, v in aux["stats"].items()}
-    return total, {"loss": task_loss, **extra, **metrics, **stats}
+    return total, {"loss": task_loss, **extra, **metrics, **stats}, aux
 
 
 def _all_finite(tree) -> jax.Array:

@@ -127,6 +127,36 @@ def test_a_batch_in_chunks_has_the_gradient_of_the_whole_batch(tmp_path):
         np.testing.assert_allclose(b, a, atol=1e-5 * float(jnp.max(jnp.abs(a))) + 1e-9)
 
 
+def test_the_train_step_takes_in_loop_weight_gradients_after_the_scan_with_the_same_result(
+    tmp_path,
+):
+    """The train step's gradient (probes, weight gradients assembled after the backward scan)
+    equals plain autodiff through the model, on a padded batch of mixed lengths."""
+    from difmachine.training import _value_and_grad, loss_and_metrics
+
+    program = dm.load_program(write_program(tmp_path / "p.py"))
+    model, task = build(program), program.task
+    batch = task.sample(batch_rng(0, 0), 6)
+    assert model.probes(batch.inputs.shape[1]) is not None
+    plain_fn = eqx.filter_jit(eqx.filter_value_and_grad(loss_and_metrics, has_aux=True))
+    (total, metrics), plain = plain_fn(model, task, batch)
+    (total_h, metrics_h), hoisted = eqx.filter_jit(_value_and_grad)(model, task, batch)
+    np.testing.assert_allclose(total_h, total, rtol=1e-6)
+    assert metrics_h.keys() == metrics.keys()
+    plain, hoisted = plain.params, hoisted.params
+    for name in ("W_r", "W_i", "b_i"):
+        assert float(jnp.max(jnp.abs(plain[name]))) > 0, name
+    testing.assert_trees_close(hoisted, plain, rtol=1e-4, atol=1e-6, what="hoisted vs plain")
+
+
+def test_machines_with_inner_steps_take_plain_autodiff():
+    act = dm.compile(
+        dm.Machine(dm.LSTM(4), halting=dm.ACT(max_ponder=3)), 2, 1, key=jax.random.PRNGKey(0)
+    )
+    hops = dm.compile(dm.Machine(dm.LSTM(4), halting=dm.Fixed(2)), 2, 1, key=jax.random.PRNGKey(0))
+    assert act.probes(5) is None and hops.probes(5) is None
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 
