@@ -4,7 +4,8 @@ Benchmarks: ntm_step (difmachine vs hand-written JAX training throughput), scali
 against sequence length and memory size), time_to_solve (steps and wall time to learn copy),
 neural_programmer (Neural Programmer accuracy, success over seeds and wall time),
 memory_scaling (dense NTMMemory vs SparseMemory step time and peak memory, 1K-1M slots),
-families (throughput and time to solve of one program per machine family).
+families (throughput and time to solve of one program per machine family), flags (XLA CPU flags
+and malloc tunables, one process per setting).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
-              "families")  # fmt: skip
+              "families", "flags")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

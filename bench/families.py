@@ -102,9 +102,10 @@ def run(args) -> int:
             for seed in args.seeds:
                 r = solve(program, seed, args.max_steps)
                 row["runs"].append(r)
-                console.print(f"  seed {seed}: {'solved' if r['solved'] else 'not solved'} at "
-                              f"step {r['steps']}, {r['wall_s']:.1f} s, {r['main_metric']} "
-                              f"{r['final']}")  # fmt: skip
+                outcome = ("ran (no target) to" if program.target is None
+                           else "solved at" if r["solved"] else "not solved at")  # fmt: skip
+                console.print(f"  seed {seed}: {outcome} step {r['steps']}, {r['wall_s']:.1f} s, "
+                              f"{r['main_metric']} {r['final']}")  # fmt: skip
         rows.append(row)
 
     table = Table(title="one program per family: training throughput and time to solve")

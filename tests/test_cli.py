@@ -213,3 +213,23 @@ def test_eval_and_trace_take_parameters_on_top_of_the_run(tmp_path):
     result = invoke("trace", out, "--set", "selection=hard")
     assert result.exit_code == 0, result.output
     one_line_error(invoke("eval", out, "--set", "hidden=7"), "different program")
+
+
+def test_every_benchmark_imports_and_parses_its_options():
+    """`difmachine bench NAME` / `python -m bench NAME`: each registered benchmark module loads
+    and builds its options (running them is bench/'s job, not the suite's)."""
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    sys.path.insert(0, root)
+    try:
+        from bench.__main__ import BENCHMARKS, build_parser
+
+        parser = build_parser()
+        for name in BENCHMARKS:
+            args = parser.parse_args([name, "--json", "out.json"])
+            assert args.name == name and args.json == "out.json" and callable(args._run)
+        with pytest.raises(SystemExit):
+            parser.parse_args(["no_such_benchmark"])
+    finally:
+        sys.path.remove(root)
