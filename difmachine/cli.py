@@ -219,6 +219,9 @@ def eval_(
             "--set", help="Program parameter name=value on top of the run's, e.g. selection=hard."
         ),
     ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
+    ] = False,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
     from .program import parse_overrides
@@ -227,7 +230,7 @@ def eval_(
     if samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
     wanted = _parse_lengths(lengths, length)
-    program, model, header = load_run(run_dir, parse_overrides(set_))
+    program, model, header = load_run(run_dir, parse_overrides(set_), best=best)
     name = program.task.length_name
     with console.status("evaluating..."):
         rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
@@ -275,6 +278,9 @@ def trace(
             "--set", help="Program parameter name=value (on top of a run's own parameters)."
         ),
     ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
+    ] = False,
 ):
     """Run the machine on one fresh example and draw what every device did."""
     from .program import load_program, parse_overrides
@@ -287,7 +293,7 @@ def trace(
         program = load_program(target, parse_overrides(set_))
         model, title = build(program), f"{target} (untrained)"
     else:
-        program, model, header = load_run(target, parse_overrides(set_))
+        program, model, header = load_run(target, parse_overrides(set_), best=best)
         title = f"{target} at step {header['step']}"
     example = run_example(model, program.task, length=length, seed=seed)
     title += f", example seed {seed}, {len(example.inputs)} steps"

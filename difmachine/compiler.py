@@ -344,6 +344,10 @@ class CompiledMachine(eqx.Module):
         """
         T = xs.shape[0]
         self._check_length(T)
+        if probes is not None and self.probes(T) is None:
+            raise ValueError(
+                "probes need a machine whose cell runs once per input step (Fixed(1) halting)"
+            )
         mask = jnp.ones((T,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         zx = xs.astype(jnp.float32) @ self.params["W_x"]
 

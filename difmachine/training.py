@@ -25,6 +25,7 @@ from .program import Program, load_program
 from .tasks.base import AbstractTask, Batch
 
 CHECKPOINT = "checkpoint.eqx"
+BEST = "best.eqx"  # the checkpoint of the best evaluation so far
 METRICS = "metrics.jsonl"
 PROGRAM_COPY = "program.py"
 EVAL_STREAM = 1  # separates evaluation randomness from training randomness
@@ -256,13 +257,14 @@ def _fmt(metrics: dict) -> str:
 
 
 def load_run(
-    run_dir: str | Path, overrides: dict | None = None
+    run_dir: str | Path, overrides: dict | None = None, *, best: bool = False
 ) -> tuple[Program, CompiledMachine, dict]:
     """The program and trained machine of a run directory (``difmachine eval/trace RUN``).
 
     ``overrides`` change program parameters on top of those the run was trained with; the
     checkpoint still has to fit (e.g. ``selection=hard`` evaluates a Neural Programmer's
-    discrete program, a different ``slots`` is refused as another machine)."""
+    discrete program, a different ``slots`` is refused as another machine). ``best`` loads the
+    checkpoint of the run's best evaluation instead of its last step."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DifmachineError(
@@ -273,11 +275,17 @@ def load_run(
         raise DifmachineError(
             f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
         )
-    trained = checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
+    path = run_dir / (BEST if best else CHECKPOINT)
+    if best and not path.exists():
+        raise DifmachineError(
+            f"{run_dir} has no {BEST} (written by `difmachine run` at each evaluation that "
+            "improves on the best so far); leave out --best to load the last step"
+        )
+    trained = checkpoint.read_header(path).get("settings", {}).get("overrides", {})
     program = load_program(source, {**trained, **(overrides or {})})
     model = build(program)
     (model, _), header = checkpoint.load(
-        run_dir / CHECKPOINT,
+        path,
         (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
         program.fingerprint(),
     )
@@ -296,6 +304,10 @@ def train(
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
+    ``checkpoint.eqx`` holds the last step (for ``--resume``); ``best.eqx`` the step whose
+    evaluation had the lowest main metric so far, so a late collapse of training cannot take the
+    best model with it.
+
     With ``parallel`` (see :mod:`difmachine.parallel`) the parameters are replicated over its
     devices and every batch is split over them; only the main process writes files and progress.
     Checkpoints are the same either way, so a run resumes on any number of devices.
@@ -312,17 +324,23 @@ def train(
 
     model = build(program)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    start = 0
+    start, best_path, best, best_step = 0, run_dir / BEST, None, None
     if resume:
         (model, opt_state), header = checkpoint.load(
             ckpt_path, (model, opt_state), program.fingerprint()
         )
         start = int(header["step"])
         console.print(f"resuming {ckpt_path} at step {start}")
+        if best_path.exists():
+            best_header = checkpoint.read_header(best_path)
+            best = best_header.get("eval", {}).get(task.main_metric)
+            best_step = best_header.get("step")
     elif ckpt_path.exists():
         raise DifmachineError(
             f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
         )
+    elif best_path.exists() and main_process:
+        best_path.unlink()  # left by a run whose checkpoint was deleted: not this run's
     place_batch = place_eval = None
     if parallel is not None:
         model, opt_state = parallel.replicate((model, opt_state))
@@ -335,7 +353,7 @@ def train(
     ):
         shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
 
-    def save(step: int) -> None:
+    def save(step: int, path: Path = ckpt_path, **extra) -> None:
         if not main_process:
             return
         header = {
@@ -344,9 +362,10 @@ def train(
             "step": step,
             "settings": program.settings(),
             "time": time.time(),
+            **extra,
         }
         state = (model, opt_state) if parallel is None else parallel.gather((model, opt_state))
-        checkpoint.save(ckpt_path, state, header)
+        checkpoint.save(path, state, header)
 
     train_step = make_train_step(task, optimizer, program.chunk)
     eval_step = make_eval_step(task)
@@ -414,6 +433,9 @@ def train(
                     log.flush()
                     progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
+                    if best is None or ev[main] < best:
+                        best, best_step = ev[main], step
+                        save(step, best_path, eval=ev)
                     if program.target is not None and ev[main] <= program.target:
                         solved = True
                         save(step)
@@ -430,6 +452,14 @@ def train(
         console.print(
             f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
         )
+    else:
+        final = last.get(f"eval_{main}")
+        if best is not None and final is not None and final > best:
+            console.print(
+                f"[yellow]the last evaluation ({main} {final:.4g}) is worse than step "
+                f"{best_step}'s ({best:.4g}), kept in {best_path}: use it with "
+                f"`difmachine eval {run_dir} --best`"
+            )
     finally:
         signal.signal(signal.SIGTERM, old_handler)
         log.close()

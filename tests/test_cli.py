@@ -33,6 +33,7 @@ def test_happy_path_run_show_eval_resume(tmp_path):
     assert "done: step 6" in result.output and str(out) in " ".join(result.output.split())
     assert (out / "checkpoint.eqx").exists() and (out / "metrics.jsonl").exists()
     assert (out / "program.py").read_text() == program.read_text()
+    assert (out / "best.eqx").exists()  # its one evaluation, at the last step
 
     result = invoke("show", program)
     assert result.exit_code == 0, result.output
@@ -56,6 +57,10 @@ def test_happy_path_run_show_eval_resume(tmp_path):
     assert {"bit_errors", "bit_accuracy", "perfect"} <= set(rows[0])
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     one_line_error(invoke("eval", out, "--lengths", "4,x"), "comma-separated integers")
+    result = invoke("eval", out, "--best", "--length", 2, "--samples", 4)
+    assert result.exit_code == 0 and "at step 6" in result.output, result.output
+    (out / "best.eqx").unlink()
+    one_line_error(invoke("trace", out, "--best"), "no best.eqx", "leave out --best")
 
     result = invoke("run", program, "--out", out)
     one_line_error(result, "already holds a run", "--resume")

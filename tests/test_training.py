@@ -1,3 +1,4 @@
+import io
 import os
 
 import equinox as eqx
@@ -45,6 +46,43 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     b, opt_b, hb = params_of(tmp_path / "b", full)
     assert ha["step"] == hb["step"] == 8
     testing.assert_trees_close((a, opt_a), (b, opt_b), rtol=0, atol=0)
+
+
+def test_the_best_evaluation_keeps_its_checkpoint_through_a_later_collapse(tmp_path, monkeypatch):
+    """best.eqx holds the step of the lowest evaluated main metric, also across --resume, and
+    load_run(best=True) gives that step's parameters."""
+    import difmachine.training as training
+
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=40))
+    scores = {10: 0.5, 20: 0.2, 30: 0.9, 40: 0.1}  # the main metric evaluated at each step
+    real = training.evaluate
+
+    def scripted(model, task, **kwargs):
+        step = kwargs["seed"] - program.seed  # train() evaluates with seed + step
+        return {**real(model, task, **kwargs), task.main_metric: scores[step]}
+
+    monkeypatch.setattr(training, "evaluate", scripted)
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    train(
+        program.replace(steps=30), tmp_path / "run", program_file=tmp_path / "p.py", console=console
+    )
+    header = checkpoint.read_header(tmp_path / "run" / training.BEST)
+    assert header["step"] == 20 and header["eval"][program.task.main_metric] == 0.2
+    assert "worse than step 20's" in out.getvalue() and "--best" in out.getvalue()
+
+    train(program.replace(steps=20), tmp_path / "to20", console=quiet())  # same data, same seed
+    _, best_model, best_header = training.load_run(tmp_path / "run", best=True)
+    _, last_model, _ = training.load_run(tmp_path / "run")
+    assert best_header["step"] == 20
+    testing.assert_trees_close(best_model, params_of(tmp_path / "to20", program)[0], 0, 0)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(best_model), jax.tree.leaves(last_model))
+    )
+
+    train(program, tmp_path / "run", resume=True, console=quiet())  # step 40 scores 0.1 < 0.2
+    assert checkpoint.read_header(tmp_path / "run" / training.BEST)["step"] == 40
 
 
 def test_ctrl_c_saves_the_last_completed_step_and_resume_matches(tmp_path, monkeypatch):
@@ -155,6 +193,9 @@ def test_machines_with_inner_steps_take_plain_autodiff():
     )
     hops = dm.compile(dm.Machine(dm.LSTM(4), halting=dm.Fixed(2)), 2, 1, key=jax.random.PRNGKey(0))
     assert act.probes(5) is None and hops.probes(5) is None
+    probes = {"z": jnp.zeros((5, 16)), "iface": jnp.zeros((5, 0))}
+    with pytest.raises(ValueError, match="once per input step"):
+        act(jnp.zeros((5, 2)), probes=probes)
 
 
 # -- checkpoints -------------------------------------------------------------------------------
