@@ -9,8 +9,8 @@ trained with, and ``hard`` (every choice replaced by its argmax, the discrete pr
 controller induced; ``difmachine.devices.programmer.with_selection``). It prints the accuracy per
 seed, the fraction of seeds whose (hard) accuracy reaches ``--success`` and the wall time of
 training (compilation included), and the induced program of a few examples of the best run.
-The default run (3 settings x 5 seeds) took 16.5 minutes on one core of this CPU
-(bench/results/neural_programmer.json).
+The default run (3 settings x 5 seeds) took 16.5 minutes on one busy core of this CPU in
+session 3 and 7.5 minutes on the quiet machine in session 4 (bench/results/neural_programmer.json).
 """
 
 from __future__ import annotations
