@@ -183,6 +183,12 @@ def show(
     console.print(counts)
 
 
+# `eval` and `trace` of a run directory: load best.eqx instead of checkpoint.eqx
+BestCheckpoint = Annotated[
+    bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
+]
+
+
 def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | None]:
     lengths: list[int] = list(repeated or [])
     if text:
@@ -219,9 +225,7 @@ def eval_(
             "--set", help="Program parameter name=value on top of the run's, e.g. selection=hard."
         ),
     ] = None,
-    best: Annotated[
-        bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
-    ] = False,
+    best: BestCheckpoint = False,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
     from .program import parse_overrides
@@ -278,9 +282,7 @@ def trace(
             "--set", help="Program parameter name=value (on top of a run's own parameters)."
         ),
     ] = None,
-    best: Annotated[
-        bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
-    ] = False,
+    best: BestCheckpoint = False,
 ):
     """Run the machine on one fresh example and draw what every device did."""
     from .program import load_program, parse_overrides

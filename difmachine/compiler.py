@@ -411,17 +411,19 @@ class CompiledMachine(eqx.Module):
 
     # -- hoisted weight gradients -------------------------------------------------------------
 
-    def probes(self, steps: int) -> dict | None:
+    def probes(self, steps: int, batch: int | None = None) -> dict | None:
         """Zero probes for ``__call__(..., probes=...)`` on one example of ``steps`` input
-        steps, or ``None`` when the machine's cell runs more than once per input step (its
-        weight gradients are then left to plain autodiff)."""
+        steps (with ``batch``, a leading batch axis for ``vmap``), or ``None`` when the
+        machine's cell runs more than once per input step (its weight gradients are then left
+        to plain autodiff)."""
         halting = self.machine.halting
         if not (isinstance(halting, Fixed) and halting.n == 1):
             return None
+        lead = (steps,) if batch is None else (batch, steps)
         G, n_iface = self.params["W_r"].shape[1], self.params["b_i"].shape[0]
         return {
-            "z": jnp.zeros((steps, G), jnp.float32),
-            "iface": jnp.zeros((steps, n_iface), jnp.float32),
+            "z": jnp.zeros((*lead, G), jnp.float32),
+            "iface": jnp.zeros((*lead, n_iface), jnp.float32),
         }
 
     def hoisted_gradients(self, grads: CompiledMachine, taps, cotangents) -> CompiledMachine:

@@ -233,9 +233,9 @@ class CompiledSeq2Seq(eqx.Module):
             probes=probes,
         )
 
-    def probes(self, steps: int):
+    def probes(self, steps: int, batch: int | None = None):
         """The decoder's probes (:meth:`CompiledMachine.probes`)."""
-        return self.decoder.probes(steps)
+        return self.decoder.probes(steps, batch)
 
     def hoisted_gradients(self, grads, taps, cotangents):
         """The decoder's in-loop weight gradients added (:meth:`CompiledMachine.hoisted_gradients`)."""

@@ -209,31 +209,25 @@ def check_machine(
     def run(model, xs, mask):
         return model(xs, mask, context=context)
 
-    def loss(model, xs, mask):
-        ys, aux = run(model, xs, mask)
-        return jnp.sum((ys * mask[:, None]) ** 2) + sum(aux["losses"].values(), 0.0)
+    def loss(model, xs, mask, probes=None):
+        ys, aux = model(xs, mask, context=context, probes=probes)
+        return jnp.sum((ys * mask[:, None]) ** 2) + sum(aux["losses"].values(), 0.0), aux
 
     def batch_loss(model, probes, xs, mask):
-        def one(x, m, p):
-            ys, aux = model(x, m, context=context, probes=p)
-            return jnp.sum((ys * m[:, None]) ** 2) + sum(aux["losses"].values(), 0.0), aux
-
-        losses, aux = jax.vmap(one)(xs, mask, probes)
+        losses, aux = jax.vmap(loss, in_axes=(None, 0, 0, 0))(model, xs, mask, probes)
         return jnp.sum(losses), aux.get("taps")
 
     @jax.jit
     def plain_and_hoisted(model, xs, mask):
         plain = jax.grad(lambda m: batch_loss(m, None, xs, mask)[0])(model)
-        probes = jax.tree.map(
-            lambda p: jnp.broadcast_to(p, (batch, *p.shape)), model.probes(length)
-        )
+        probes = model.probes(length, batch)
         grad_fn = jax.grad(batch_loss, argnums=(0, 1), has_aux=True)
         (g_model, g_probes), taps = grad_fn(model, probes, xs, mask)
         return plain, model.hoisted_gradients(g_model, taps, g_probes)
 
     call = jax.jit(run)
     batched = jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))
-    grad_fn = jax.jit(jax.grad(loss))
+    grad_fn = jax.jit(jax.grad(lambda *args: loss(*args)[0]))
     model = build(jax.random.PRNGKey(0))
     hoists = model.probes(length) is not None
 

@@ -69,12 +69,10 @@ def _value_and_grad(model, task, batch):
     <difmachine.compiler.CompiledMachine.probes>` has its in-loop weight gradients taken after
     the backward scan, one matmul each, instead of accumulated step by step (bench/FINDINGS.md,
     item 7): the same gradient up to float rounding, 1.1-1.2x faster at batch 1."""
-    steps = batch.inputs.shape[1]
-    probes = model.probes(steps) if hasattr(model, "probes") else None
+    size, steps = batch.inputs.shape[:2]
+    probes = model.probes(steps, size)
     if probes is None:
         return eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)(model, task, batch)
-    size = batch.inputs.shape[0]
-    probes = jax.tree.map(lambda p: jnp.broadcast_to(p, (size, *p.shape)), probes)
 
     def loss(model_and_probes):
         total, metrics, aux = _loss(model_and_probes[0], task, batch, probes=model_and_probes[1])
@@ -93,12 +91,8 @@ def batch_outputs(
     batch's first inputs and running as many steps as the batch has. ``probes``: per example,
     see :meth:`CompiledMachine.probes <difmachine.compiler.CompiledMachine.probes>`."""
     if not decode:
-        if probes is not None:
-            return jax.vmap(lambda x, m, c, p: model(x, m, context=c, probes=p))(
-                batch.inputs, batch.mask, batch.context, probes
-            )
-        return jax.vmap(lambda x, m, c: model(x, m, context=c))(
-            batch.inputs, batch.mask, batch.context
+        return jax.vmap(lambda x, m, c, p: model(x, m, context=c, probes=p))(
+            batch.inputs, batch.mask, batch.context, probes
         )
     steps = batch.inputs.shape[1]
     ys, aux = jax.vmap(
