@@ -83,16 +83,15 @@ class Program:
             "eval_samples",
             "checkpoint_every",
             "log_every",
+            "chunk",
         ):
             value = getattr(self, name)
+            optional = name == "chunk"  # None: the whole batch at once
+            if optional and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ProgramError(f"Program {name} must be a positive integer, got {value!r}")
-        if self.chunk is not None and (
-            not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or self.chunk < 1
-        ):
-            raise ProgramError(
-                f"Program chunk must be a positive integer or None, got {self.chunk!r}"
-            )
+                kind = "a positive integer" + (" or None" if optional else "")
+                raise ProgramError(f"Program {name} must be {kind}, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ProgramError(f"Program seed must be a non-negative integer, got {self.seed!r}")
 
