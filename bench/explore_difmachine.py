@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import difmachine.addressing as addressing
     from difmachine import load_program
-    from difmachine.training import batch_rng, build, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, make_train_step
 
     original = addressing.write_many
     variants = {  # name: (remat, write_many, dispatch)

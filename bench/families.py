@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def throughput(program, repeats: int, steps_per_repeat: int) -> dict:
     from difmachine import testing
-    from difmachine.training import batch_rng, build, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, make_train_step
 
     task = program.task
     model = build(program)

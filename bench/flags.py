@@ -45,7 +45,8 @@ def _child(batch_sizes: list[int], repeats: int, steps: int, chunk: int) -> dict
     import jax
 
     from difmachine import load_program
-    from difmachine.training import batch_rng, build, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, make_train_step
 
     program = load_program(NTM_COPY)
     task, optimizer = program.task, program.optimizer

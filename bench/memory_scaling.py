@@ -80,7 +80,8 @@ def _sizes(compiled) -> dict:
 
 def compiled_steps(program, length: int):
     """``(model, opt_state, batch, forward, train)`` with both steps compiled ahead of time."""
-    from difmachine.training import batch_rng, build, loss_and_metrics, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, loss_and_metrics, make_train_step
 
     task, optimizer = program.task, program.optimizer
     batch = jax.device_put(task.sample(batch_rng(0, 0), program.batch_size, length=length))

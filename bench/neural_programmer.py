@@ -85,8 +85,9 @@ def accuracy_by_kind(model, task, *, samples: int, seed: int, batch_size: int = 
 def run(args) -> int:
     from difmachine import load_program
     from difmachine.devices.programmer import describe_program, with_selection
+    from difmachine.rundir import load_run
     from difmachine.trace import run_example
-    from difmachine.training import evaluate, load_run, train
+    from difmachine.training import evaluate, train
 
     quiet = Console(file=open(os.devnull, "w"))
     extra = _overrides(args.set)

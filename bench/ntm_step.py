@@ -69,7 +69,8 @@ def params_from_difmachine(dm_params: dict, device: str = "ntmmemory") -> dict:
 
 def check_equivalence(program, cfg: hw.Config, batch_size: int = 4) -> dict:
     """Loss and gradients of both implementations from the same parameters and padded batch."""
-    from difmachine.training import batch_rng, build, loss_and_metrics
+    from difmachine.program import build
+    from difmachine.training import batch_rng, loss_and_metrics
 
     task = program.task
     model = build(program)
@@ -93,7 +94,8 @@ def check_equivalence(program, cfg: hw.Config, batch_size: int = 4) -> dict:
 
 def run(args) -> int:
     from difmachine import load_program
-    from difmachine.training import batch_rng, build, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, make_train_step
 
     if args.quick:
         args.batch_sizes, args.repeats, args.steps_per_repeat = [1, 4], 3, 3

@@ -43,7 +43,8 @@ def with_slots(program, slots: int):
 
 
 def measure(program, length: int, repeats: int, repeat_seconds: float) -> dict:
-    from difmachine.training import batch_rng, build, make_train_step
+    from difmachine.program import build
+    from difmachine.training import batch_rng, make_train_step
 
     task, optimizer = program.task, program.optimizer
     B = program.batch_size

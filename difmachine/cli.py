@@ -93,7 +93,8 @@ def run(
 
     from . import checkpoint
     from .program import load_program, parse_overrides
-    from .training import CHECKPOINT, train
+    from .rundir import CHECKPOINT
+    from .training import train
 
     name = _program_name(program_file)
     run_dir = out if out is not None else Path("runs") / name
@@ -150,8 +151,7 @@ def show(
     ] = None,
 ):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
-    from .program import load_program, parse_overrides
-    from .training import build
+    from .program import build, load_program, parse_overrides
 
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
@@ -228,8 +228,10 @@ def eval_(
     best: BestCheckpoint = False,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
+    from .plotting import plot_generalization
     from .program import parse_overrides
-    from .training import generalization, load_run, plot_generalization
+    from .rundir import load_run
+    from .training import generalization
 
     if samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
@@ -285,9 +287,9 @@ def trace(
     best: BestCheckpoint = False,
 ):
     """Run the machine on one fresh example and draw what every device did."""
-    from .program import load_program, parse_overrides
+    from .program import build, load_program, parse_overrides
+    from .rundir import load_run
     from .trace import print_trace, run_example, save_png
-    from .training import build, load_run
 
     if length is not None and length < 1:
         raise DifmachineError(f"--length must be at least 1, got {length}")

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ._init import full, glorot
+from .protocol import TraceField
 
 Cell = Callable[[Any, jax.Array], tuple[Any, Any]]
 
@@ -170,8 +171,6 @@ class ACT(AbstractHalting):
         return mean(carries), mean(outs), {"ponder_cost": self.time_penalty * ponder}, trace
 
     def trace_spec(self):
-        from .trace import TraceField
-
         return {
             "p": TraceField("heatmap", "halting weights p_n", axis="inner step"),
             "ponder": TraceField("scalars", "ponder N + R"),

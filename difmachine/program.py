@@ -9,9 +9,11 @@ import sys
 import traceback
 from pathlib import Path
 
+import jax
 import optax
 
 from .compiler import Machine
+from .compiler import compile as compile_machine
 from .errors import ProgramError
 from .tasks.base import AbstractTask
 
@@ -223,4 +225,17 @@ def _load(path: Path) -> Program:
     return program
 
 
-__all__ = ["Program", "load_program"]
+def build(program: Program):
+    """The program's machine, compiled for its task with fresh parameters from its seed."""
+    task = program.task
+    return compile_machine(
+        program.machine,
+        task.input_size,
+        task.output_size,
+        key=jax.random.PRNGKey(program.seed),
+        remat=program.remat,
+        context_size=task.context_size,
+    )
+
+
+__all__ = ["Program", "build", "load_program"]

@@ -19,6 +19,7 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -47,6 +48,28 @@ class Field(NamedTuple):
         for d in self.shape:
             n *= d
         return n
+
+
+class TraceField(NamedTuple):
+    """How ``difmachine trace`` draws one trace field of a component.
+
+    - ``kind``: a key of ``difmachine.trace.RENDERERS`` (``heatmap``, ``scalars``, ``options``,
+      ``text``);
+    - ``label``: the panel's title (``{head}`` is replaced by the head number);
+    - ``axis``: what the rows are (``slot``, ``position``, ``inner step``...); the rows of a
+      field whose axis is in the example's labels (e.g. ``source``, ``row``) are named after
+      those labels;
+    - ``options``: names of the rows (``options`` fields) or of a record's entries;
+    - ``signed``: draw with a diverging palette;
+    - ``describe``: for ``text`` fields, ``describe(data[T, ...], options) -> [line per step]``.
+    """
+
+    kind: str
+    label: str
+    axis: str = "slot"
+    options: tuple[str, ...] = ()
+    signed: bool = False
+    describe: Callable[..., list[str]] | None = None
 
 
 def activate(name: str, x: jax.Array) -> jax.Array:
@@ -90,7 +113,7 @@ class AbstractDevice(eqx.Module):
         buffers); the compiler calls it with the sequence length times the inner steps."""
 
     def trace_spec(self) -> dict[str, Any]:
-        """How to draw each trace field: ``{field: difmachine.trace.TraceField(kind, label, ...)}``.
+        """How to draw each trace field: ``{field: TraceField(kind, label, ...)}``.
 
         Fields not listed are drawn by their rank (``[T, heads, K]`` as heatmaps, else lines).
         """
@@ -136,6 +159,7 @@ class AbstractController(eqx.Module):
 __all__ = [
     "ACTIVATIONS",
     "Field",
+    "TraceField",
     "activate",
     "check_counts",
     "AbstractDevice",

@@ -26,6 +26,7 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from .errors import DifmachineError
+from .plotting import pyplot
 
 
 class TraceField(NamedTuple):
@@ -476,9 +477,7 @@ def print_trace(example: Example, machine, console: Console | None = None, title
 
 def save_png(example: Example, machine, path, title: str = "") -> None:
     """The same panels with matplotlib (the optional ``[plot]`` extra)."""
-    from .training import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     scored = example.loss_mask > 0
     panels: list[tuple[str, np.ndarray, str, list[str] | None]] = [
         ("input", example.inputs.T, "bits", None),

@@ -18,34 +18,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint
-from .compiler import CompiledMachine, compile
+from .compiler import CompiledMachine
 from .errors import DifmachineError
 from .parallel import DataParallel
-from .program import Program, load_program
+from .program import Program, build
+from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY
 from .tasks.base import AbstractTask, Batch
 
-CHECKPOINT = "checkpoint.eqx"
-BEST = "best.eqx"  # the checkpoint of the best evaluation so far
-METRICS = "metrics.jsonl"
-PROGRAM_COPY = "program.py"
 EVAL_STREAM = 1  # separates evaluation randomness from training randomness
 
 
 def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     """The data of training step ``step`` depends only on (seed, step): resuming replays exactly."""
     return np.random.default_rng([seed, stream, step])
-
-
-def build(program: Program) -> CompiledMachine:
-    task = program.task
-    return compile(
-        program.machine,
-        task.input_size,
-        task.output_size,
-        key=jax.random.PRNGKey(program.seed),
-        remat=program.remat,
-        context_size=task.context_size,
-    )
 
 
 def _gradients(model, task, batch, chunk: int | None = None):
@@ -206,35 +191,6 @@ def generalization(model, task, lengths, *, samples: int, seed: int) -> list[dic
     return rows
 
 
-def plot_generalization(rows, length_name: str, metric: str, path, title: str = "") -> None:
-    """Error against length, as a PNG (matplotlib from the ``[plot]`` extra)."""
-    plt = _pyplot()
-    points = [(r[length_name], r[metric]) for r in rows if r[length_name] is not None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-    ax.set_xlabel(length_name)
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DifmachineError(
-            "PNG output needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
-        ) from None
-    return plt
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -248,42 +204,6 @@ class RunResult:
 
 def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "refused")
-
-
-def load_run(
-    run_dir: str | Path, overrides: dict | None = None, *, best: bool = False
-) -> tuple[Program, CompiledMachine, dict]:
-    """The program and trained machine of a run directory (``difmachine eval/trace RUN``).
-
-    ``overrides`` change program parameters on top of those the run was trained with; the
-    checkpoint still has to fit (e.g. ``selection=hard`` evaluates a Neural Programmer's
-    discrete program, a different ``slots`` is refused as another machine). ``best`` loads the
-    checkpoint of the run's best evaluation instead of its last step."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DifmachineError(
-            f"{run_dir}: no such run directory (runs are written by `difmachine run`)"
-        )
-    source = run_dir / PROGRAM_COPY
-    if not source.exists():
-        raise DifmachineError(
-            f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
-        )
-    path = run_dir / (BEST if best else CHECKPOINT)
-    if best and not path.exists():
-        raise DifmachineError(
-            f"{run_dir} has no {BEST} (written by `difmachine run` at each evaluation that "
-            "improves on the best so far); leave out --best to load the last step"
-        )
-    trained = checkpoint.read_header(path).get("settings", {}).get("overrides", {})
-    program = load_program(source, {**trained, **(overrides or {})})
-    model = build(program)
-    (model, _), header = checkpoint.load(
-        path,
-        (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
-        program.fingerprint(),
-    )
-    return program, model, header
 
 
 def train(
@@ -460,4 +380,4 @@ def train(
     return RunResult(run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused)
 
 
-__all__ = ["train", "evaluate", "build", "load_run", "make_train_step", "batch_rng", "RunResult"]
+__all__ = ["train", "evaluate", "make_train_step", "batch_rng", "RunResult"]

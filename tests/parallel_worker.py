@@ -21,8 +21,9 @@ from rich.console import Console  # noqa: E402
 from difmachine import checkpoint  # noqa: E402
 from difmachine.errors import DifmachineError  # noqa: E402
 from difmachine.parallel import use_devices  # noqa: E402
-from difmachine.program import load_program  # noqa: E402
-from difmachine.training import CHECKPOINT, batch_rng, build, train  # noqa: E402
+from difmachine.program import build, load_program  # noqa: E402
+from difmachine.rundir import CHECKPOINT  # noqa: E402
+from difmachine.training import batch_rng, train  # noqa: E402
 
 
 def leaves(run_dir):

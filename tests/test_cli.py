@@ -204,7 +204,7 @@ def test_eval_and_trace_take_parameters_on_top_of_the_run(tmp_path):
     Programmer's selection=hard), one that makes another machine is refused in one line."""
     from pathlib import Path
 
-    from difmachine.training import load_run
+    from difmachine.rundir import load_run
 
     program = Path(__file__).parent.parent / "programs" / "neural_programmer_arith.py"
     out = tmp_path / "run"

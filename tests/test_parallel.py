@@ -76,8 +76,7 @@ def test_two_processes_train_like_one(tmp_path):
     import numpy as np
 
     from difmachine import checkpoint
-    from difmachine.program import load_program
-    from difmachine.training import build
+    from difmachine.program import build, load_program
 
     prog = load_program(program)
     model = build(prog)

@@ -624,7 +624,8 @@ def test_a_stack_and_ntm_machine_trains_a_few_steps(tmp_path):
         eval_every=30,
         eval_samples=64,
     )
-    from difmachine.training import build, train
+    from difmachine.program import build
+    from difmachine.training import train
 
     before = dm.evaluate(build(program), program.task, samples=64, seed=3)["loss"]
     result = train(program, tmp_path / "run", console=Console(file=open(os.devnull, "w")))

@@ -79,7 +79,7 @@ def test_pool_keeps_the_maximum_and_bounds_the_shape(r, c, rows, cols):
 def tiny(tmp_path_factory):
     path = write_program(tmp_path_factory.mktemp("trace") / "tiny.py", steps=2)
     program = dm.load_program(path)
-    from difmachine.training import build
+    from difmachine.program import build
 
     return path, program, build(program)
 

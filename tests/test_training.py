@@ -11,7 +11,9 @@ from rich.console import Console
 
 import difmachine as dm
 from difmachine import checkpoint, testing
-from difmachine.training import CHECKPOINT, batch_rng, build, make_train_step, train
+from difmachine.program import build
+from difmachine.rundir import CHECKPOINT
+from difmachine.training import batch_rng, make_train_step, train
 
 
 def quiet():
@@ -51,6 +53,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 def test_the_best_evaluation_keeps_its_checkpoint_through_a_later_collapse(tmp_path, monkeypatch):
     """best.eqx holds the step of the lowest evaluated main metric, also across --resume, and
     load_run(best=True) gives that step's parameters."""
+    import difmachine.rundir as rundir
     import difmachine.training as training
 
     program = dm.load_program(write_program(tmp_path / "p.py", steps=40))
@@ -72,8 +75,8 @@ def test_the_best_evaluation_keeps_its_checkpoint_through_a_later_collapse(tmp_p
     assert "worse than step 20's" in out.getvalue() and "--best" in out.getvalue()
 
     train(program.replace(steps=20), tmp_path / "to20", console=quiet())  # same data, same seed
-    _, best_model, best_header = training.load_run(tmp_path / "run", best=True)
-    _, last_model, _ = training.load_run(tmp_path / "run")
+    _, best_model, best_header = rundir.load_run(tmp_path / "run", best=True)
+    _, last_model, _ = rundir.load_run(tmp_path / "run")
     assert best_header["step"] == 20
     testing.assert_trees_close(best_model, params_of(tmp_path / "to20", program)[0], 0, 0)
     assert not all(

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import glorot
-from ..protocol import AbstractDevice, Field
+from ..protocol import AbstractDevice, Field, TraceField
 
 KINDS = ("additive", "dot", "general")
 _MASKED = -1e30  # exp(_MASKED - max) is exactly 0 in float32
@@ -206,8 +206,6 @@ class Attention(AbstractDevice):
         return weights @ state["values"], state, {"weights": weights}
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         return {"weights": TraceField("heatmap", "attention", axis="position")}
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from .. import addressing
 from .._init import full, zeros
-from ..protocol import AbstractDevice, Field, check_counts
+from ..protocol import AbstractDevice, Field, TraceField, check_counts
 
 _MEMORY_INITS = ("constant", "learned")
 
@@ -107,8 +107,6 @@ class NTMMemory(AbstractDevice):
         }
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         return {
             "write_weights": TraceField("heatmap", "write head {head} weighting"),
             "read_weights": TraceField("heatmap", "read head {head} weighting"),

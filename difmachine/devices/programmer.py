@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import AbstractDevice, Field
+from ..protocol import AbstractDevice, Field, TraceField
 from .attention import attend
 
 OUTPUT_TYPES = ("scalar", "rows")
@@ -457,8 +457,6 @@ class OpSelector(AbstractDevice):
         )
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         spec = {
             "program": TraceField("program", "induced program", options=self.program_options()),
             "op": TraceField("options", "operation", options=tuple(op.name for op in self.ops)),

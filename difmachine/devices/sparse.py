@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from .. import addressing
 from .._init import full
 from ..addressing import EPS
-from ..protocol import AbstractDevice, Field, check_counts
+from ..protocol import AbstractDevice, Field, TraceField, check_counts
 
 
 def least_used(last_access: jax.Array, n: int = 1) -> jax.Array:
@@ -179,8 +179,6 @@ class SparseMemory(AbstractDevice):
         }
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         return {
             "write_weights": TraceField("heatmap", "write head {head} weighting"),
             "read_weights": TraceField("heatmap", "read head {head} weighting"),

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import full, zeros
-from ..protocol import AbstractDevice, Field
+from ..protocol import AbstractDevice, Field, TraceField
 
 # -- pure functions: the equations ------------------------------------------------------------
 
@@ -123,8 +123,6 @@ def _single_ended_state(capacity: int, width: int) -> dict[str, jax.Array]:
 
 
 def _single_ended_trace_spec():
-    from ..trace import TraceField
-
     return {
         "strengths": TraceField("heatmap", "strengths s", axis="position"),
         "read_weights": TraceField("heatmap", "read weights", axis="position"),
@@ -262,8 +260,6 @@ class NeuralDeque(_AbstractContinuousStructure):
         return _single_ended_state(2 * self.capacity, self.width)
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         return {
             "strengths": TraceField("heatmap", "strengths s (bottom = 0)", axis="position"),
             "read_weights_top": TraceField("heatmap", "top read weights", axis="position"),
@@ -365,8 +361,6 @@ class JoulinStack(AbstractDevice):
         return {"stack": full((self.stacks, self.depth, self.width), float(self.empty_value))}
 
     def trace_spec(self):
-        from ..trace import TraceField
-
         axis = "depth" if self.width == 1 else "depth x width entry"
         return {
             "contents": TraceField("heatmap", "stack {head} contents", axis=axis, signed=True),
