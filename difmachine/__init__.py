@@ -6,8 +6,6 @@ from . import addressing as addressing
 from . import tasks as tasks
 from .checkpoint import load as load_checkpoint  # noqa: F401
 from .checkpoint import save as save_checkpoint  # noqa: F401
-from .compiler import CompiledMachine as CompiledMachine
-from .compiler import Machine as Machine
 from .compiler import compile as compile
 from .controllers import GRU as GRU
 from .controllers import LSTM as LSTM
@@ -30,16 +28,27 @@ from .errors import CheckpointError as CheckpointError
 from .errors import DifmachineError as DifmachineError
 from .errors import ProgramError as ProgramError
 from .halting import ACT as ACT
-from .halting import AbstractHalting as AbstractHalting
 from .halting import Fixed as Fixed
+from .halting import PonderNet as PonderNet
 from .halting import act_weights as act_weights
+from .machine import CompiledMachine as CompiledMachine
+from .machine import Machine as Machine
 from .optim import gradient_noise as gradient_noise
 from .program import Program as Program
+from .program import build as build
 from .program import load_program as load_program
 from .program import param as param
+from .protocol import AbstractCompiledMachine as AbstractCompiledMachine
 from .protocol import AbstractController as AbstractController
 from .protocol import AbstractDevice as AbstractDevice
+from .protocol import AbstractHalting as AbstractHalting
+from .protocol import AbstractMachine as AbstractMachine
+from .protocol import CellOutput as CellOutput
+from .protocol import Component as Component
 from .protocol import Field as Field
+from .protocol import Halted as Halted
+from .protocol import TraceField as TraceField
+from .rundir import load_run as load_run
 from .seq2seq import BiLSTM as BiLSTM
 from .seq2seq import CompiledSeq2Seq as CompiledSeq2Seq
 from .seq2seq import Encoder as Encoder

@@ -155,24 +155,15 @@ def show(
 
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
-    machine = model.machine
-    console.print(
-        f"[bold]{_program_name(program_file)}[/bold]: {machine.controller!r}, "
-        f"halting {machine.halting!r}"
-    )
+    console.print(f"[bold]{_program_name(program_file)}[/bold]: {program.machine!r}")
     console.print(f"task {program.task!r}: input {model.input_size}, output {model.output_size}")
-    table = Table(title="interface (controller output -> devices)")
-    for col in ("device", "field", "shape", "activation", "slice"):
-        table.add_column(col)
-    for slot in machine.layout():
-        table.add_row(
-            slot.device,
-            slot.name,
-            str(slot.field.shape),
-            slot.field.activation,
-            f"[{slot.start}:{slot.stop}]",
-        )
-    console.print(table)
+    for title, columns, rows in model.summary():
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     counts = Table(title="parameters")
     counts.add_column("part")
     counts.add_column("count", justify="right")
@@ -301,9 +292,9 @@ def trace(
         title = f"{target} at step {header['step']}"
     example = run_example(model, program.task, length=length, seed=seed)
     title += f", example seed {seed}, {len(example.inputs)} steps"
-    print_trace(example, model.machine, console, title=title)
+    print_trace(example, model, console, title=title)
     if png is not None:
-        save_png(example, model.machine, png, title=title)
+        save_png(example, model, png, title=title)
         console.print(f"wrote {png}")
 
 

@@ -14,12 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
-from .protocol import ACTIVATIONS, AbstractController
+from .protocol import ACTIVATIONS, AbstractController, check_count
 
 
 def _check_positive(name: str, value: int, what: str = "hidden size") -> None:
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} {what} must be a positive integer, got {value!r}")
+    check_count(name, what, value)
 
 
 class LSTM(AbstractController):

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
+import json
 import sys
 import traceback
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import optax
 
-from .compiler import Machine
 from .compiler import compile as compile_machine
-from .errors import ProgramError
+from .errors import CheckpointError, ProgramError
+from .protocol import AbstractMachine, check_count
 from .tasks.base import AbstractTask
 
 
@@ -28,19 +31,22 @@ class Program:
     - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
     - ``target``: stop early once the evaluated main metric is at or below this value.
-    - ``remat``: recompute each time step in the backward pass instead of storing it (default:
-      it cuts the memory traffic that bounds the step at batch >= 16; 1.6x at batch 16 for the
-      NTM, bench/FINDINGS.md).
+    - ``remat``: recompute each time step in the backward pass instead of storing it. ``None``
+      (the default) asks the machine (``prefers_remat``): on for dense machines, where it cuts
+      the memory traffic that bounds the step at batch >= 16 (1.6x at batch 16 for the NTM,
+      bench/FINDINGS.md), off when a device such as ``SparseMemory`` would have its whole state
+      saved at every step.
     - ``chunk``: with a batch of several ``chunk``s, take forward and backward one chunk at a
       time and average (the same gradient up to float rounding): a chunk's working set stays in
       cache, 1.4x for the NTM step at batch 64 with ``chunk=32`` (bench/FINDINGS.md). Off
       (``None``) by default: the rounding differences change a run's trajectory, so turning it on
-      changes the result of a seeded run (not its quality on average).
+      changes the result of a seeded run (not its quality on average). It must divide
+      ``batch_size``.
     - ``overrides``: the ``--set name=value`` parameters the program was loaded with (filled in by
       :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
     """
 
-    machine: Machine  # or a Seq2Seq
+    machine: AbstractMachine
     task: AbstractTask
     optimizer: optax.GradientTransformation = dataclasses.field(
         default_factory=lambda: optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
@@ -53,61 +59,87 @@ class Program:
     checkpoint_every: int = 500
     log_every: int = 10
     target: float | None = None
-    remat: bool = True
+    remat: bool | None = None
     chunk: int | None = None
     overrides: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        from .seq2seq import Seq2Seq
-
-        if not isinstance(self.machine, (Machine, Seq2Seq)):
+        if not isinstance(self.machine, AbstractMachine):
             raise ProgramError(
-                "Program machine must be a Machine(...) or Seq2Seq(...), "
+                "Program machine must be a machine spec such as Machine(...) or Seq2Seq(...), "
                 f"got {type(self.machine).__name__}"
             )
         if not isinstance(self.task, AbstractTask):
             raise ProgramError(
                 f"Program task must be a task such as Copy(), got {type(self.task).__name__}"
             )
-        if isinstance(self.machine, Seq2Seq) and self.task.context_size is None:
-            raise ProgramError(
-                f"Program machine is a Seq2Seq but task {type(self.task).__name__} has no "
-                "source sequence; use a sequence-to-sequence task such as ReverseString()"
-            )
+        try:
+            self.machine.check_contexts(self.task.contexts)
+        except ValueError as e:
+            raise ProgramError(f"Program: {e}") from None
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise ProgramError(
                 "Program optimizer must be an optax transformation, e.g. optax.adam(1e-3)"
             )
-        for name in (
-            "batch_size",
-            "steps",
-            "eval_every",
-            "eval_samples",
-            "checkpoint_every",
-            "log_every",
-            "chunk",
-        ):
-            value = getattr(self, name)
-            optional = name == "chunk"  # None: the whole batch at once
-            if optional and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                kind = "a positive integer" + (" or None" if optional else "")
-                raise ProgramError(f"Program {name} must be {kind}, got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ProgramError(f"Program seed must be a non-negative integer, got {self.seed!r}")
+        try:
+            for name in ("batch_size", "steps", "eval_every", "eval_samples"):
+                check_count("Program", name, getattr(self, name))
+            for name in ("checkpoint_every", "log_every"):
+                check_count("Program", name, getattr(self, name))
+            check_count("Program", "chunk", self.chunk, optional=True)
+            check_count("Program", "seed", self.seed, least=0)
+        except ValueError as e:
+            raise ProgramError(str(e)) from None
+        if self.chunk is not None and self.batch_size % self.chunk:
+            raise ProgramError(
+                f"Program chunk {self.chunk} does not divide batch_size {self.batch_size}; "
+                "pick a divisor or chunk=None"
+            )
+        if self.remat is not None and not isinstance(self.remat, bool):
+            raise ProgramError(f"Program remat must be True, False or None, got {self.remat!r}")
 
     def replace(self, **changes) -> Program:
         """A copy with some settings changed (``None`` values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    @functools.cached_property
+    def _identity(self) -> dict:
+        model = jax.eval_shape(lambda: build(self))
+        leaves = jax.tree_util.tree_flatten_with_path(model)[0]
+        return {
+            "kinds": _kinds(self.machine),
+            "params": [
+                [jax.tree_util.keystr(path), list(leaf.shape), str(leaf.dtype)]
+                for path, leaf in leaves
+            ],
+        }
+
+    def identity(self) -> dict:
+        """What a checkpoint must match to load into this program: the kinds of the machine's
+        parts and its parameter tree (every leaf's path, shape and dtype). Settings that build no
+        parameter (loss weights such as ``time_penalty``, task sizes that keep the widths, data
+        splits, evaluation modes) are not part of it, so eval and trace may change them."""
+        return self._identity
+
     def fingerprint(self) -> str:
-        """Identifies the machine and task (not the budget): checkpoints must match it."""
-        spec = f"{self.machine!r}\n{self.task!r}"
-        machine = getattr(self.machine, "decoder", self.machine)  # a Seq2Seq's decoder
-        if machine.readout is not None:  # hidden from repr so older fingerprints stay valid
-            spec += f"\nreadout={machine.readout}"
-        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+        """A short hash of :meth:`identity`: checkpoints must match it."""
+        text = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def check_checkpoint(self, header: dict, path) -> None:
+        """Raise a one-line :class:`CheckpointError` saying what differs unless the checkpoint
+        whose ``header`` this is was written for a machine of this program's identity."""
+        if header.get("fingerprint") == self.fingerprint():
+            return
+        mine = self.identity()
+        theirs = header.get("identity")
+        if not isinstance(theirs, dict):
+            raise CheckpointError(
+                f"{path} was written before checkpoints recorded their parameter tree (an older "
+                "difmachine) or for another machine; it cannot be loaded into this program: "
+                "retrain it, or use --out DIR for a new run"
+            )
+        raise CheckpointError(f"{path} holds another machine: {_difference(theirs, mine)}")
 
     def settings(self) -> dict:
         return {
@@ -228,14 +260,57 @@ def _load(path: Path) -> Program:
 def build(program: Program):
     """The program's machine, compiled for its task with fresh parameters from its seed."""
     task = program.task
+    remat = program.machine.prefers_remat() if program.remat is None else program.remat
     return compile_machine(
         program.machine,
         task.input_size,
         task.output_size,
         key=jax.random.PRNGKey(program.seed),
-        remat=program.remat,
-        context_size=task.context_size,
+        remat=remat,
+        contexts=task.contexts,
     )
+
+
+def _kinds(spec) -> list[str]:
+    """The class names of a spec and the specs nested in it, in field order."""
+    names = []
+
+    def walk(x):
+        if isinstance(x, eqx.Module):
+            names.append(type(x).__name__)
+            for field in dataclasses.fields(x):
+                walk(getattr(x, field.name, None))
+        elif isinstance(x, (tuple, list)):
+            for y in x:
+                walk(y)
+        elif isinstance(x, dict):
+            for y in x.values():
+                walk(y)
+
+    walk(spec)
+    return names
+
+
+def _difference(theirs: dict, mine: dict) -> str:
+    """The first difference between two identities, in words."""
+    if theirs.get("kinds") != mine["kinds"]:
+        return (
+            f"its parts are {', '.join(theirs.get('kinds') or [])}; this program's are "
+            f"{', '.join(mine['kinds'])}"
+        )
+    old = {p: (s, d) for p, s, d in theirs.get("params", [])}
+    new = {p: (s, d) for p, s, d in mine["params"]}
+    for path in new:
+        if path not in old:
+            return f"this program has parameter {path}, the checkpoint has not"
+        if old[path] != new[path]:
+            (s0, d0), (s1, d1) = old[path], new[path]
+            return (
+                f"parameter {path} is {d0}{s0} there and {d1}{s1} here (a size setting "
+                "differs; use the run's own settings)"
+            )
+    extra = [p for p in old if p not in new]
+    return f"the checkpoint has parameter {extra[0]}, this program has not" if extra else "?"
 
 
 __all__ = ["Program", "build", "load_program"]

@@ -1,4 +1,5 @@
-"""The device and controller protocols every component of a machine implements.
+"""The protocols every part of a machine implements: devices, controllers, halting policies and
+machine kinds, plus the trace vocabulary (ground floor: imports nothing of difmachine but errors).
 
 A *spec* is an :class:`equinox.Module` with only static hyperparameters (no arrays). Parameters are
 created by ``init_params(key)`` and passed back explicitly to the pure ``init_state`` / ``step``
@@ -14,13 +15,25 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - ``step(params, state, iface) -> (read, new_state, trace)``; ``iface`` holds the *activated*
   values by field name; ``trace`` is a small dict of arrays worth looking at.
 - ``trace_spec()`` (optional): how ``difmachine trace`` draws each trace field.
+- ``context()`` (optional): the name of the context the device reads at ``init_state``
+  (``"source"``, ``"story"``, ``"table"``...), or ``None``. A task provides named contexts
+  (``AbstractTask.contexts``); a machine kind may provide more (a Seq2Seq hands its decoder the
+  encoder's states as ``"source"``). :meth:`AbstractMachine.check_contexts` checks once, when a
+  program is built, that every device gets the context it names.
+
+Halting contract: a policy runs the machine's one-step ``cell(carry, z) -> (carry,
+CellOutput)`` for one input step and returns a :class:`Halted`; see :class:`AbstractHalting`.
+
+Machine kinds: an :class:`AbstractMachine` spec compiles itself into an
+:class:`AbstractCompiledMachine`; everything above (programs, training, evaluation, traces, the
+CLI) works through these two interfaces and names no kind.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -76,15 +89,27 @@ def activate(name: str, x: jax.Array) -> jax.Array:
     return ACTIVATIONS[name](x)
 
 
+def check_count(owner: str, name: str, value: Any, least: int = 1, optional: bool = False) -> None:
+    """The one validator of counts and sizes: raise a one-line ``ValueError`` naming ``owner``
+    and ``name`` unless ``value`` is an integer ``>= least`` (``True`` is not a count), or
+    ``None`` when ``optional``."""
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            least, f"an integer >= {least}"
+        )
+        raise ValueError(
+            f"{owner} {name} must be {kind}{' or None' if optional else ''}, got {value!r}"
+        )
+
+
 def check_counts(spec: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()):
-    """Raise a one-line ``ValueError`` naming the spec and field unless the named fields are
-    positive (or non-negative) integers."""
+    """:func:`check_count` for several fields of ``spec`` (named after its class)."""
     owner = type(spec).__name__
-    for names, least, kind in ((positive, 1, "positive"), (non_negative, 0, "non-negative")):
+    for names, least in ((positive, 1), (non_negative, 0)):
         for name in names:
-            value = getattr(spec, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"{owner} {name} must be a {kind} integer, got {value!r}")
+            check_count(owner, name, getattr(spec, name), least)
 
 
 class AbstractDevice(eqx.Module):
@@ -112,12 +137,29 @@ class AbstractDevice(eqx.Module):
         """Raise ``ValueError`` if the device cannot run ``steps`` cell steps (fixed-capacity
         buffers); the compiler calls it with the sequence length times the inner steps."""
 
-    def trace_spec(self) -> dict[str, Any]:
+    def trace_spec(self) -> dict[str, TraceField]:
         """How to draw each trace field: ``{field: TraceField(kind, label, ...)}``.
 
         Fields not listed are drawn by their rank (``[T, heads, K]`` as heatmaps, else lines).
         """
         return {}
+
+    def context(self) -> str | None:
+        """The name of the context ``init_state`` reads (``"source"``, ``"story"``,
+        ``"table"``...), or ``None`` when the device needs none."""
+        return None
+
+    def prefers_remat(self) -> bool:
+        """Whether recomputing each time step in the backward pass (``jax.checkpoint``) suits
+        this device. ``False`` for a device whose backward pass keeps far less than its state
+        (a sparse memory: ``jax.checkpoint`` would save the whole memory every step)."""
+        return True
+
+    def bind_context(self, width: int | None) -> AbstractDevice:
+        """This device for a context whose vectors are ``width`` wide (``None``: unknown), as the
+        machine kind learns when it is compiled; raise ``ValueError`` if it cannot take it.
+        Default: the device as it is."""
+        return self
 
 
 class AbstractController(eqx.Module):
@@ -156,8 +198,202 @@ class AbstractController(eqx.Module):
         return {}
 
 
+# -- halting ----------------------------------------------------------------------------------
+
+HALTING = "halting"  # the halting policy's name among a machine's components (params, traces)
+
+
+class CellOutput(NamedTuple):
+    """What one inner step of a machine's cell produces: the controller output ``h``, the
+    devices' concatenated reads and their trace records ``{device: {field: array}}``."""
+
+    h: jax.Array
+    reads: jax.Array
+    traces: dict
+
+
+class Halted(NamedTuple):
+    """What a halting policy returns for one input step.
+
+    - ``carry``: the state carried to the next input step;
+    - ``output``: the step's :class:`CellOutput` (what the readout turns into the step's output);
+    - ``losses``: scalar auxiliary losses of this step (added to the task's loss);
+    - ``stats``: scalar statistics of this step (reported by training and evaluation as metrics,
+      averaged over real steps; the names are the policy's ``statistics``);
+    - ``trace``: the policy's own trace records (drawn with its ``trace_spec``);
+    - ``inner``: for a policy that shapes the loss, ``(outputs, weights)``: the
+      :class:`CellOutput` of every inner step stacked ``[N, ...]`` and the weight ``[N]`` each
+      inner step's output gets in the task loss (:meth:`AbstractHalting.task_loss`).
+    """
+
+    carry: Any
+    output: CellOutput
+    losses: dict = {}
+    stats: dict = {}
+    trace: dict = {}
+    inner: tuple | None = None
+
+
+Cell = Callable[[Any, jax.Array], tuple[Any, CellOutput]]
+
+
+class AbstractHalting(eqx.Module):
+    """How many inner steps a machine's cell takes per input step, and what comes out.
+
+    ``run(params, cell, carry, z) -> Halted`` gets the cell ``(carry, z) -> (carry,
+    CellOutput)`` and the input contribution ``z`` of one input step. Policies may own
+    parameters (``init_params(key, hidden, input_width)``, stored under ``params["halting"]``).
+    """
+
+    #: names of the scalar statistics ``run`` reports in ``Halted.stats``
+    statistics: ClassVar[tuple[str, ...]] = ()
+
+    def init_params(self, key: jax.Array, hidden: int, input_width: int) -> Any:
+        return {}
+
+    @abc.abstractmethod
+    def run(self, params: Any, cell: Cell, carry: Any, z: jax.Array) -> Halted: ...
+
+    def trace_spec(self) -> dict[str, TraceField]:
+        return {}
+
+    @property
+    def inner_steps(self) -> int:
+        """The most cell steps one input step can take."""
+        return 1
+
+    @property
+    def trace_steps(self) -> int:
+        """Device trace records per input step: 1, or ``k`` when the devices' traces in
+        ``Halted.output`` are stacked over ``k`` inner steps (laid out in time by the machine)."""
+        return 1
+
+    @property
+    def hoistable(self) -> bool:
+        """Whether the cell runs exactly once per input step, so that the machine may take its
+        in-loop weight gradients after the backward scan (one matmul each) instead of through
+        autodiff of the loop. Default ``False``: plain autodiff, always correct."""
+        return False
+
+    def task_loss(
+        self,
+        loss: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+        outputs: jax.Array,
+        weights: jax.Array,
+        targets: jax.Array,
+        loss_mask: jax.Array,
+    ) -> jax.Array:
+        """The task loss of one example when ``run`` returns ``Halted.inner``: ``outputs[T, N,
+        out]`` are every inner step's outputs, ``weights[T, N]`` their weights. Default: the
+        expectation ``sum_n loss(outputs[:, n], targets, loss_mask * weights[:, n])``, which is
+        ``sum_t sum_n w_tn loss_t(y_tn)`` for every task loss that sums per-step terms times
+        ``loss_mask`` (all of difmachine's do)."""
+        per_step = jax.vmap(lambda y, w: loss(y, targets, loss_mask * w), in_axes=(1, 1))
+        return jnp.sum(per_step(outputs, weights))
+
+
+# -- machine kinds ------------------------------------------------------------------------------
+
+
+class Component(NamedTuple):
+    """A named part of a compiled machine whose trace records ``difmachine trace`` draws:
+    ``spec`` has a ``trace_spec()``, ``per_step`` records per input step."""
+
+    name: str
+    spec: Any
+    per_step: int = 1
+
+
+class AbstractCompiledMachine(eqx.Module):
+    """A compiled machine: every parameter plus the static spec that says how to use them.
+
+    Calling convention (one unbatched example; ``vmap`` batches): ``model(xs[T, in], mask[T],
+    *, trace=False, context=None) -> (ys[T, out], aux)`` with ``aux["trace"]`` the components'
+    stacked trace records (``{component: {field: [T * per_step, ...]}}``), ``aux["losses"]``
+    scalar auxiliary losses, ``aux["stats"]`` scalar statistics. ``context`` is a mapping of
+    named contexts (``{"source": Context(...)}``). ``generate`` decodes feeding each output
+    back.
+
+    Every kind also has ``spec`` (its :class:`AbstractMachine`), ``input_size`` and
+    ``output_size`` (fields or properties).
+    """
+
+    @abc.abstractmethod
+    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, probes=None): ...
+
+    @abc.abstractmethod
+    def generate(self, first, steps: int, feedback, stop=None, *, trace=False, context=None): ...
+
+    @abc.abstractmethod
+    def param_counts(self) -> dict[str, int]: ...
+
+    def components(self) -> list[Component]:
+        """The parts whose trace records are drawn, in drawing order."""
+        return []
+
+    def statistics(self) -> tuple[str, ...]:
+        """Names of the scalar statistics in ``aux["stats"]`` (a halting policy's), which
+        training shows beside the loss."""
+        return ()
+
+    def summary(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        """Tables for ``difmachine show``: ``(title, columns, rows)`` (besides parameter
+        counts)."""
+        return []
+
+    def probes(self, steps: int, batch: int | None = None) -> Any:
+        """Optional capability: zero probes for hoisted weight gradients (see
+        :meth:`hoisted_gradients`), or ``None`` when the machine takes plain autodiff."""
+        return None
+
+    def hoisted_gradients(self, grads, taps, cotangents):
+        """Optional capability: ``grads`` (through ``__call__(..., probes=...)``) plus the
+        in-loop weights' gradients from the ``taps`` in ``aux["taps"]`` and the probes'
+        cotangents. Only called when :meth:`probes` returns probes."""
+        raise NotImplementedError
+
+    def task_loss(self, task: Any, ys: jax.Array, aux: dict, targets, loss_mask) -> jax.Array:
+        """The task's loss of one example (a halting policy may shape it)."""
+        return task.loss(ys, targets, loss_mask)
+
+
+class AbstractMachine(eqx.Module):
+    """A machine spec (static hyperparameters and component specs, no arrays)."""
+
+    @abc.abstractmethod
+    def compile(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        key: jax.Array,
+        remat: bool = False,
+        contexts: Mapping[str, int | None] | None = None,
+    ) -> AbstractCompiledMachine:
+        """Parameters for inputs of width ``input_size`` and outputs of width ``output_size``;
+        ``contexts`` are the widths of the named contexts the task provides."""
+
+    def check_contexts(self, provided: Mapping[str, int | None]) -> None:
+        """Raise ``ValueError`` (one line) unless every part that reads a context gets it from
+        ``provided`` (the task's contexts) or from the machine itself."""
+
+    def prefers_remat(self) -> bool:
+        """Whether recomputing each time step in the backward pass suits this machine (a
+        program's ``remat=None`` asks this). Default ``True``."""
+        return True
+
+
 __all__ = [
     "ACTIVATIONS",
+    "HALTING",
+    "CellOutput",
+    "Halted",
+    "Cell",
+    "AbstractHalting",
+    "Component",
+    "AbstractCompiledMachine",
+    "AbstractMachine",
+    "check_count",
     "Field",
     "TraceField",
     "activate",

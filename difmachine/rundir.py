@@ -43,6 +43,7 @@ def load_run(
         )
     trained = checkpoint.read_header(path).get("settings", {}).get("overrides", {})
     program = load_program(source, {**trained, **(overrides or {})})
+    program.check_checkpoint(checkpoint.read_header(path), path)
     model = build(program)
     (model, _), header = checkpoint.load(
         path,

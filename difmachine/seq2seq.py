@@ -5,14 +5,15 @@ into a :class:`CompiledSeq2Seq` with the same calling convention as a compiled m
 training loop, checkpoints and traces treat both alike:
 
 - the source comes in as the example's context, ``Context(values[S, in], mask[S])``;
-- the encoder (a controller run over the source, or both ways with ``bidirectional=True``)
-  turns it into states ``[S, E]`` and a summary (its final state, both directions
-  concatenated);
+- the encoder (a controller run over the source, or both ways with ``bidirectional=True``, or
+  any :class:`~difmachine.Machine`, e.g. one with its own memory) turns it into states
+  ``[S, E]`` and a summary (its final controller state, both directions concatenated);
 - the decoder is an ordinary compiled :class:`~difmachine.Machine`. Its controller starts from
   ``tanh(W summary + b)`` (one map per leaf of the controller's state, the "bridge"), and every
-  :class:`~difmachine.Attention` device among its devices gets the encoder's states (with the
-  source mask) as its context. Without an attention device this is the plain encoder-decoder
-  of Sutskever et al. (2014), whose only view of the source is the summary.
+  device of the decoder that reads the context ``"source"`` (an ``Attention``) gets the encoder's
+  states (with the source mask) instead of the raw source. Other contexts of the task (a table)
+  pass through unchanged. Without such a device this is the plain encoder-decoder of Sutskever
+  et al. (2014), whose only view of the source is the summary.
 
 Training runs the decoder teacher-forced (its inputs are the target shifted by one, after a
 start token); evaluation decodes greedily with :meth:`CompiledSeq2Seq.generate`, feeding each
@@ -26,7 +27,6 @@ machine (an NTM, a stack, ACT) can be the decoder.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
-from .compiler import CompiledMachine, Machine, _count, keep_padding
-from .compiler import compile as compile_machine
 from .controllers import LSTM
-from .devices.attention import Attention
-from .protocol import AbstractController
+from .machine import CompiledMachine, Machine, _count, keep_padding
+from .protocol import AbstractCompiledMachine, AbstractController, AbstractMachine
 from .tasks.base import Context
+
+SOURCE = "source"  # the context a Seq2Seq encodes, and what its decoder's devices then read
 
 
 class Encoder(eqx.Module):
@@ -107,79 +107,119 @@ def BiLSTM(hidden: int) -> Encoder:
     return Encoder(LSTM(hidden), bidirectional=True)
 
 
-class Seq2Seq(eqx.Module):
-    """An encoder and a decoder machine (see the module docstring)."""
+class Seq2Seq(AbstractMachine):
+    """An encoder and a decoder machine (see the module docstring).
 
-    encoder: Encoder
+    ``encoder``: a controller (``LSTM(64)``), an :class:`Encoder` (``BiLSTM(64)``) or a
+    :class:`~difmachine.Machine`, whose outputs (``encoder_size`` wide, default its
+    controller's output size) are the states the decoder attends over.
+    """
+
+    encoder: Encoder | Machine
     decoder: Machine
+    encoder_size: int | None = eqx.field(static=True, default=None)
 
-    def __init__(self, encoder: Encoder | AbstractController, decoder: Machine):
+    def __init__(
+        self,
+        encoder: Encoder | AbstractController | Machine,
+        decoder: Machine,
+        encoder_size: int | None = None,
+    ):
         if isinstance(encoder, AbstractController):
             encoder = Encoder(encoder)
-        if not isinstance(encoder, Encoder):
+        if not isinstance(encoder, (Encoder, Machine)):
             raise TypeError(
-                f"Seq2Seq encoder must be Encoder(LSTM(n)) or BiLSTM(n), got {encoder!r}"
+                "Seq2Seq encoder must be a controller such as LSTM(64), BiLSTM(64) or a "
+                f"Machine(...), got {encoder!r}"
             )
         if not isinstance(decoder, Machine):
             raise TypeError(f"Seq2Seq decoder must be a Machine(...), got {decoder!r}")
-        E = encoder.output_size
-        devices = []
-        for name, dev in zip(decoder.names, decoder.devices):
-            if isinstance(dev, Attention) and dev.story is None:
-                if dev.context_size not in (None, E):
-                    raise ValueError(
-                        f"Seq2Seq: attention {name!r} has context_size {dev.context_size} but "
-                        f"the encoder's states are {E} wide; leave context_size unset"
-                    )
-                dev = dataclasses.replace(dev, context_size=E)
-            devices.append(dev)
+        if isinstance(encoder, Encoder) and encoder_size is not None:
+            raise ValueError("Seq2Seq encoder_size is for a Machine encoder; leave it unset")
+        if isinstance(encoder, Machine) and encoder_size is None:
+            encoder_size = encoder.controller.output_size
         self.encoder = encoder
-        self.decoder = Machine(
-            decoder.controller,
-            dict(zip(decoder.names, devices)),
-            decoder.halting,
-            readout=decoder.readout,
-        )
+        self.encoder_size = encoder_size
+        self.decoder = decoder.bind_contexts({SOURCE: self.states_size})
 
     @property
-    def attention(self) -> tuple[str, ...]:
-        return tuple(
-            n for n, d in zip(self.decoder.names, self.decoder.devices) if isinstance(d, Attention)
+    def states_size(self) -> int:
+        """The width ``E`` of the encoder's states."""
+        if isinstance(self.encoder, Encoder):
+            return self.encoder.output_size
+        return self.encoder_size
+
+    def check_contexts(self, provided):
+        if SOURCE not in provided:
+            have = ", ".join(sorted(provided)) or "none"
+            raise ValueError(
+                f"a Seq2Seq encodes the context {SOURCE!r}, which the task does not provide "
+                f"(its contexts: {have}); use a sequence-to-sequence task such as ReverseString()"
+            )
+        if isinstance(self.encoder, Machine):
+            self.encoder.check_contexts(provided)
+        self.decoder.check_contexts({**provided, SOURCE: self.states_size})
+
+    def prefers_remat(self) -> bool:
+        return self.decoder.prefers_remat()
+
+    def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
+        width = (contexts or {}).get(SOURCE)
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(
+                "compile: a Seq2Seq needs the width of its source tokens: "
+                "contexts={'source': n} (a task's contexts), or context_size=n"
+            )
+        return CompiledSeq2Seq.build(
+            self, input_size, output_size, key=key, contexts=dict(contexts), remat=remat
         )
 
 
-class CompiledSeq2Seq(eqx.Module):
-    """A compiled :class:`Seq2Seq`: encoder and bridge parameters plus the compiled decoder."""
+class CompiledSeq2Seq(AbstractCompiledMachine):
+    """A compiled :class:`Seq2Seq`: encoder and bridge parameters plus the compiled decoder (and
+    the compiled encoder, when the encoder is a machine)."""
 
     spec: Seq2Seq
     decoder: CompiledMachine
+    encoder: CompiledMachine | None
     context_size: int = eqx.field(static=True)
     params: dict
 
     @staticmethod
-    def build(spec: Seq2Seq, input_size, output_size, *, key, context_size, remat=False):
-        if not isinstance(context_size, int) or context_size < 1:
-            raise ValueError(
-                "compile: a Seq2Seq needs context_size=..., the width of the source tokens "
-                "(the task's context_size)"
-            )
+    def build(spec: Seq2Seq, input_size, output_size, *, key, contexts, remat=False):
+        context_size = contexts[SOURCE]
         k_enc, k_dec, k_bridge = jax.random.split(key, 3)
-        decoder = compile_machine(spec.decoder, input_size, output_size, key=k_dec, remat=remat)
+        decoder = spec.decoder.compile(
+            input_size,
+            output_size,
+            key=k_dec,
+            remat=remat,
+            contexts={**contexts, SOURCE: spec.states_size},
+        )
         ctrl = spec.decoder.controller
         leaves = jax.tree.leaves(ctrl.init_state(decoder.params["controller"]))
-        enc = spec.encoder.controller  # the summary: every leaf of each direction's final state
+        if isinstance(spec.encoder, Machine):
+            encoder = spec.encoder.compile(
+                context_size, spec.states_size, key=k_enc, remat=remat, contexts=contexts
+            )
+            params = {}
+            enc, directions = spec.encoder.controller, 1
+        else:
+            encoder = None
+            params = {"encoder": spec.encoder.init_params(k_enc, context_size)}
+            enc, directions = spec.encoder.controller, spec.encoder.directions
+        # the summary: every leaf of each direction's final controller state
         state = jax.eval_shape(lambda: enc.init_state(enc.init_params(k_enc)))
-        E = sum(leaf.size for leaf in jax.tree.leaves(state)) * spec.encoder.directions
-        bridge = [
+        E = sum(leaf.size for leaf in jax.tree.leaves(state)) * directions
+        params["bridge"] = [
             {"W": glorot(k, E, leaf.size), "b": zeros(leaf.size)}
             for k, leaf in zip(jax.random.split(k_bridge, max(1, len(leaves))), leaves)
         ]
-        params = {"encoder": spec.encoder.init_params(k_enc, context_size), "bridge": bridge}
-        return CompiledSeq2Seq(spec, decoder, context_size, params)
+        return CompiledSeq2Seq(spec, decoder, encoder, context_size, params)
 
-    # the attributes the training loop, traces and the CLI read from a compiled machine
     @property
     def machine(self) -> Machine:
+        """The decoder's machine spec."""
         return self.decoder.machine
 
     @property
@@ -190,28 +230,33 @@ class CompiledSeq2Seq(eqx.Module):
     def output_size(self) -> int:
         return self.decoder.output_size
 
-    def start(self, context):
-        """Encode the source: the decoder's initial controller state and its devices' contexts.
+    def encode(self, source: Context, others: dict):
+        """``(states[S, E], summary)`` of the source."""
+        values, mask = source
+        if self.encoder is not None:
+            mask = jnp.asarray(mask, jnp.float32)
+            states, aux = self.encoder(values, mask, context={**others, SOURCE: source})
+            return states, [aux["state"][0]]
+        return self.spec.encoder.encode(self.params["encoder"], values, mask)
 
-        ``context`` is the source ``Context(values[S, in], mask[S])``, or a mapping with the
-        source under ``"source"`` and other entries named after decoder devices (e.g. a table
-        for an operation selector); attention devices not named there get the encoder's states.
+    def start(self, context):
+        """Encode the source: the decoder's initial controller state and its contexts.
+
+        ``context`` holds the source under ``"source"`` (``Context(values[S, in], mask[S])``)
+        and any other named contexts of the task; a bare ``Context`` is the source alone. The
+        decoder gets the encoder's states as ``"source"`` and the others unchanged.
         """
-        extra = {}
         if isinstance(context, Mapping):
-            extra = {k: v for k, v in context.items() if k != "source"}
-            context = context.get("source")
-        if context is None:
+            others = {k: v for k, v in context.items() if k != SOURCE}
+            source = context.get(SOURCE)
+        else:
+            others, source = {}, context
+        if source is None:
             raise ValueError(
-                "a Seq2Seq machine needs its source: call it with context=Context(...)"
+                "a Seq2Seq machine needs its source: call it with context={'source': Context(...)}"
             )
-        values, mask = context
-        states, summary = self.spec.encoder.encode(self.params["encoder"], values, mask)
-        encoded = Context(states, mask)
-        routed = {
-            name: extra.get(name, encoded if isinstance(dev, Attention) else None)
-            for name, dev in zip(self.machine.names, self.machine.devices)
-        }
+        states, summary = self.encode(source, others)
+        routed = {**others, SOURCE: Context(states, jnp.asarray(source[1], jnp.float32))}
         flat = jnp.concatenate([leaf.reshape(-1) for leaf in jax.tree.leaves(summary)])
         template = self.spec.decoder.controller.init_state(self.decoder.params["controller"])
         leaves, treedef = jax.tree.flatten(template)
@@ -223,12 +268,12 @@ class CompiledSeq2Seq(eqx.Module):
 
     def __call__(self, xs, mask=None, *, trace: bool = False, context=None, probes=None):
         """Teacher-forced decoding of one example (see :meth:`CompiledMachine.__call__`)."""
-        controller_state, encoded = self.start(context)
+        controller_state, routed = self.start(context)
         return self.decoder(
             xs,
             mask,
             trace=trace,
-            context=encoded,
+            context=routed,
             controller_state=controller_state,
             probes=probes,
         )
@@ -244,23 +289,40 @@ class CompiledSeq2Seq(eqx.Module):
 
     def generate(self, first, steps, feedback, stop=None, *, trace=False, context=None):
         """Greedy decoding (see :meth:`CompiledMachine.generate`)."""
-        controller_state, encoded = self.start(context)
+        controller_state, routed = self.start(context)
         return self.decoder.generate(
             first,
             steps,
             feedback,
             stop,
             trace=trace,
-            context=encoded,
+            context=routed,
             controller_state=controller_state,
         )
 
+    def components(self):
+        return self.decoder.components()
+
+    def statistics(self):
+        return self.decoder.statistics()
+
+    def task_loss(self, task, ys, aux, targets, loss_mask):
+        return self.decoder.task_loss(task, ys, aux, targets, loss_mask)
+
+    def summary(self):
+        enc = self.spec.encoder
+        return [
+            (f"encoder {enc!r}, decoder {title}", cols, rows)
+            for title, cols, rows in self.decoder.summary()
+        ]
+
     def param_counts(self) -> dict[str, int]:
+        encoder = self.params.get("encoder") if self.encoder is None else self.encoder.params
         return {
-            "encoder": _count(self.params["encoder"]),
+            "encoder": _count(encoder),
             "bridge": _count(self.params["bridge"]),
             **{f"decoder {k}": v for k, v in self.decoder.param_counts().items()},
         }
 
 
-__all__ = ["Encoder", "BiLSTM", "Seq2Seq", "CompiledSeq2Seq"]
+__all__ = ["Encoder", "BiLSTM", "Seq2Seq", "CompiledSeq2Seq", "SOURCE"]

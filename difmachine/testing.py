@@ -12,7 +12,7 @@ Functions are jit-compiled once per check, outside the hypothesis loop, to keep 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -21,7 +21,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .compiler import CompiledMachine, compile
+from .compiler import compile
+from .machine import CompiledMachine
 from .protocol import AbstractController, AbstractDevice, activate
 
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
@@ -199,12 +200,20 @@ def check_machine(
     padding leaving outputs and final state untouched, finite gradients, and (for machines
     that take training probes) the hoisted weight gradients equal to plain autodiff's.
 
-    ``context`` (e.g. a ``Context(values[S, E], mask[S])``) is given to every run; a
-    :class:`~difmachine.Seq2Seq` needs one (its source) and is compiled for its width."""
-    context_size = None if context is None else int(context.values.shape[-1])
+    ``context`` (named contexts ``{"source": Context(values[S, E], mask[S])}``, or one bare
+    context, which counts as the source) is given to every run; the machine is compiled for the
+    widths of its vectors."""
+    named = context if isinstance(context, Mapping) else {"source": context}
+    contexts = {
+        name: int(value[0].shape[-1])
+        if jnp.issubdtype(jnp.asarray(value[0]).dtype, jnp.floating)
+        else None
+        for name, value in named.items()
+        if value is not None
+    }
 
     def build(key):
-        return compile(machine, input_size, output_size, key=key, context_size=context_size)
+        return compile(machine, input_size, output_size, key=key, contexts=contexts)
 
     def run(model, xs, mask):
         return model(xs, mask, context=context)

@@ -1,11 +1,16 @@
 """Traces: run a machine on one example and draw what its devices did, in the terminal or a PNG.
 
-The renderer knows nothing about particular devices. Each device's ``trace_spec()`` says how its
-trace fields are drawn, with one of a small registry of kinds (:data:`RENDERERS`):
+The renderer knows no particular device, halting policy, machine kind or task. A compiled machine
+lists its traced components (``model.components()``); each component's ``trace_spec()`` says how
+its trace fields are drawn, with one of a small registry of kinds (:data:`RENDERERS`):
 
 - ``heatmap``: an array ``[T, heads, K]`` drawn per head as K rows (slots, positions) against time;
 - ``scalars``: ``[T, heads]`` drawn as one sparkline per head;
-- ``options``: ``[T, heads, K]`` distributions over named options, one labelled row per option.
+- ``options``: ``[T, heads, K]`` distributions over named options, one labelled row per option;
+- ``text``: one line per step from the field's own ``describe`` callable.
+
+A field whose ``axis`` names one of the example's labels (the task's ``labels()``, e.g. an
+attention over ``"source"``) has its rows named by those strings.
 
 Time runs left to right in every panel, so panels line up. Terminal heatmaps use the ``▀`` half
 block (foreground = upper pixel, background = lower pixel): two rows per character line. Large
@@ -27,17 +32,7 @@ from rich.text import Text
 
 from .errors import DifmachineError
 from .plotting import pyplot
-
-
-class TraceField(NamedTuple):
-    """How to draw one trace field: ``kind`` is a key of :data:`RENDERERS`."""
-
-    kind: str
-    label: str
-    axis: str = "slot"
-    options: tuple[str, ...] = ()
-    signed: bool = False
-
+from .protocol import TraceField
 
 # -- colours ----------------------------------------------------------------------------------
 
@@ -274,16 +269,14 @@ def render_options(name: str, data: np.ndarray, spec: TraceField, width: int) ->
     return render_heatmap(name, data, spec._replace(options=tuple(labels)), width)
 
 
-def render_program(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
-    """``data[T, entries]``: the neural programmer's induced program as one line per step,
-    ``step 1: greater(col A, 30) p=0.97`` (entries named by ``spec.options``; see
-    :func:`difmachine.devices.programmer.describe_program`)."""
-    from .devices.programmer import describe_program
-
+def render_text(name: str, data: np.ndarray, spec: TraceField, width: int) -> list:
+    """``data[T, ...]`` as one line per step from ``spec.describe(data[T, entries], options)``
+    (e.g. the neural programmer's ``step 1: greater(col A, 30) p=0.97``); a field without a
+    describe callable, or whose entries do not match its ``options``, is drawn as a heatmap."""
     flat = data.reshape(data.shape[0], -1)
-    if not spec.options or len(spec.options) != flat.shape[1]:  # not a program record: draw it
+    if spec.describe is None or (spec.options and len(spec.options) != flat.shape[1]):
         return render_heatmap(name, data, spec._replace(kind="heatmap"), width)
-    lines = describe_program(flat, spec.options)
+    lines = spec.describe(flat, spec.options)
     return [Text(spec.label, style="bold"), *(Text("  " + line) for line in lines)]
 
 
@@ -291,7 +284,7 @@ RENDERERS: dict[str, Callable[[str, np.ndarray, TraceField, int], list]] = {
     "heatmap": render_heatmap,
     "scalars": render_scalars,
     "options": render_options,
-    "program": render_program,
+    "text": render_text,
 }
 
 
@@ -312,8 +305,8 @@ class Example(NamedTuple):
     targets: np.ndarray  # [T, out]
     predictions: np.ndarray  # [T, out], in the task's presentation (e.g. probabilities)
     loss_mask: np.ndarray  # [T]
-    traces: dict  # {device: {field: [T, ...]}}
-    labels: dict | None = None  # token tasks: {"source": [...], "target": [...], "output": [...]}
+    traces: dict  # {component: {field: [T, ...]}}
+    labels: dict | None = None  # {"source": [...], "target": [...], "output": [...]} (token tasks)
 
 
 def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Example:
@@ -334,22 +327,22 @@ def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Exa
         )
         T = int(mask.sum())
     preds = np.asarray(task.present(jnp.asarray(ys)))
-    k = model.machine.halting.trace_steps
+    per_step = {c.name: c.per_step for c in model.components()}
     traces = {
-        name: jax.tree.map(lambda a: np.asarray(a)[: T * (1 if name == "halting" else k)], rec)
+        name: jax.tree.map(lambda a, k=per_step.get(name, 1): np.asarray(a)[: T * k], rec)
         for name, rec in aux["trace"].items()
     }
     labels = task.labels(batch, 0)
-    if labels is not None and getattr(task, "tokens", None):
-        labels = {**labels, "output": [task.tokens[i] for i in preds[:T].argmax(-1)]}
+    output = task.output_labels(preds[:T])
+    if labels is not None and output is not None:
+        labels = {**labels, "output": output}
     return Example(x[:T], batch.targets[0][:T], preds[:T], batch.loss_mask[0][:T], traces, labels)
 
 
-def device_fields(example: Example, machine):
-    """``(device name, device, field, data[T, ...], TraceField)`` in each device's spec order;
-    the halting policy's records come last, under the name ``halting``."""
-    parts = [*zip(machine.names, machine.devices), ("halting", machine.halting)]
-    for name, device in parts:
+def device_fields(example: Example, model):
+    """``(component name, component, field, data[T, ...], TraceField)`` for every traced
+    component of ``model`` (``model.components()``), each in its ``trace_spec()`` order."""
+    for name, device, _ in model.components():
         records = example.traces.get(name, {})
         specs = device.trace_spec()
         ordered = [k for k in specs if k in records] + [k for k in records if k not in specs]
@@ -394,18 +387,21 @@ def _short(token: str) -> str:
     return "$" if token.startswith("<") else (token[:1] or " ")
 
 
-def _tokens_panel(labels: dict) -> list:
+def _tokens_panel(labels: dict, axes: set[str]) -> list:
+    """Every label sequence of the example as a line (``target`` and ``output`` last, the output
+    coloured against the target); sequences that name the rows of a field below (``axes``) or
+    hold sentences are announced instead of printed."""
     out = []
     target = labels.get("target", [])
     output = labels.get("output", [])
-    for key in ("rows", "source", "question", "target", "output"):
+    keys = [k for k in labels if k not in ("target", "output")] + ["target", "output"]
+    for key in keys:
         if key not in labels:
             continue
-        if key == "rows":  # a table's rows: they label the row-indexed fields below
-            out.append(Text(f"{'table':>8} {len(labels[key])} rows (below)", style="bold"))
-            continue
-        if any(" " in t for t in labels[key]):  # sentences: they label the attention's rows
-            out.append(Text(f"{key:>8} {len(labels[key])} sentences (rows below)", style="bold"))
+        if key in axes or any(" " in t for t in labels[key]):
+            out.append(
+                Text(f"{key:>8} {len(labels[key])} rows (they name the rows below)", style="bold")
+            )
             continue
         text = Text(f"{key:>8} ", style="bold")
         words = any(len(t) > 1 for t in labels[key][:-1])  # else characters, drawn unspaced
@@ -423,23 +419,24 @@ def _tokens_panel(labels: dict) -> list:
 
 
 def _labelled(spec: TraceField, data: np.ndarray, labels: dict | None):
-    """Attention over the source: label its rows with the source tokens and drop the padded
-    positions (their weight is exactly 0). Fields over a table's rows (axis ``"row"``, e.g. the
-    Neural Programmer's row selector) are labelled with ``labels["rows"]`` alike."""
-    source = (labels or {}).get("rows" if spec.axis == "row" else "source", ())
-    if spec.axis in ("position", "row") and 0 < len(source) <= data.shape[-1]:
-        return spec._replace(options=tuple(source)), data[..., : len(source)]
+    """A field over an axis the example has labels for (an attention over the ``"source"``, a
+    selector over a table's ``"row"``): name its rows with those labels and drop the padded
+    positions beyond them."""
+    names = (labels or {}).get(spec.axis, ())
+    if 0 < len(names) <= data.shape[-1]:
+        return spec._replace(options=tuple(names)), data[..., : len(names)]
     return spec, data
 
 
-def render(example: Example, machine, *, width: int = 100, title: str = "") -> Group:
+def render(example: Example, model, *, width: int = 100, title: str = "") -> Group:
     """The whole trace as a rich renderable: inputs, targets, outputs (bit panels, or token
-    strings for token tasks), then every device."""
+    strings for token tasks), then every traced component of ``model``."""
     parts: list = []
     if title:
         parts.append(Text(title, style="bold underline"))
     if example.labels:
-        parts += _tokens_panel(example.labels)
+        axes = {spec.axis for *_, spec in device_fields(example, model)}
+        parts += _tokens_panel(example.labels, axes)
     else:
         scored = example.loss_mask > 0
         errors = ((example.predictions > 0.5) != (example.targets > 0.5)) & scored[:, None]
@@ -452,7 +449,7 @@ def render(example: Example, machine, *, width: int = 100, title: str = "") -> G
             errors,
         )
     current = None
-    for name, device, field, data, spec in device_fields(example, machine):
+    for name, device, field, data, spec in device_fields(example, model):
         if name != current:
             parts.append(Text(f"\n{name}: {device!r}", style="bold green"))
             current = name
@@ -467,15 +464,15 @@ def render(example: Example, machine, *, width: int = 100, title: str = "") -> G
     return Group(*parts)
 
 
-def print_trace(example: Example, machine, console: Console | None = None, title: str = "") -> None:
+def print_trace(example: Example, model, console: Console | None = None, title: str = "") -> None:
     console = console or Console()
-    console.print(render(example, machine, width=console.width, title=title))
+    console.print(render(example, model, width=console.width, title=title))
 
 
 # -- PNG --------------------------------------------------------------------------------------
 
 
-def save_png(example: Example, machine, path, title: str = "") -> None:
+def save_png(example: Example, model, path, title: str = "") -> None:
     """The same panels with matplotlib (the optional ``[plot]`` extra)."""
     plt = pyplot()
     scored = example.loss_mask > 0
@@ -489,11 +486,11 @@ def save_png(example: Example, machine, path, title: str = "") -> None:
         panels = []
         title = "\n".join(
             [title]
-            + [f"{k}: {' '.join(labels[k])}" for k in ("source", "target", "output") if k in labels]
+            + [f"{k}: {' '.join(v)}" for k, v in labels.items() if not any(" " in t for t in v)]
         )
-    for name, _, field, data, spec in device_fields(example, machine):
+    for name, _, field, data, spec in device_fields(example, model):
         spec, data = _labelled(spec, data, labels)
-        if spec.kind == "program":  # text: the terminal trace prints it
+        if spec.kind == "text":  # the terminal trace prints it
             continue
         if spec.kind in ("heatmap", "options"):
             for label, m, rows in head_panels(data, spec):

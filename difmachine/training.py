@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint
-from .compiler import CompiledMachine
 from .errors import DifmachineError
 from .parallel import DataParallel
 from .program import Program, build
@@ -51,7 +50,7 @@ def _gradients(model, task, batch, chunk: int | None = None):
 
 def _value_and_grad(model, task, batch):
     """``((total, metrics), grads)`` of one batch. A machine with :meth:`probes
-    <difmachine.compiler.CompiledMachine.probes>` has its in-loop weight gradients taken after
+    <difmachine.machine.CompiledMachine.probes>` has its in-loop weight gradients taken after
     the backward scan, one matmul each, instead of accumulated step by step (bench/FINDINGS.md,
     item 7): the same gradient up to float rounding, 1.1-1.2x faster at batch 1."""
     size, steps = batch.inputs.shape[:2]
@@ -68,13 +67,11 @@ def _value_and_grad(model, task, batch):
     return (total, metrics), model.hoisted_gradients(grads, taps, cotangents)
 
 
-def batch_outputs(
-    model: CompiledMachine, batch: Batch, *, decode: bool = False, task=None, probes=None
-):
+def batch_outputs(model, batch: Batch, *, decode: bool = False, task=None, probes=None):
     """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
     (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
     batch's first inputs and running as many steps as the batch has. ``probes``: per example,
-    see :meth:`CompiledMachine.probes <difmachine.compiler.CompiledMachine.probes>`."""
+    see :meth:`CompiledMachine.probes <difmachine.machine.CompiledMachine.probes>`."""
     if not decode:
         return jax.vmap(lambda x, m, c, p: model(x, m, context=c, probes=p))(
             batch.inputs, batch.mask, batch.context, probes
@@ -89,7 +86,7 @@ def batch_outputs(
     return ys, aux
 
 
-def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch, decode=False):
+def loss_and_metrics(model, task: AbstractTask, batch: Batch, decode=False):
     """``(total loss, metrics)`` of a batch: the task's loss plus the halting policy's."""
     total, metrics, _ = _loss(model, task, batch, decode=decode)
     return total, metrics
@@ -97,7 +94,8 @@ def loss_and_metrics(model: CompiledMachine, task: AbstractTask, batch: Batch, d
 
 def _loss(model, task, batch, decode=False, probes=None):
     ys, aux = batch_outputs(model, batch, decode=decode, task=task, probes=probes)
-    task_loss = jnp.mean(jax.vmap(task.loss)(ys, batch.targets, batch.loss_mask))
+    per_example = jax.vmap(lambda y, a, t, m: model.task_loss(task, y, a, t, m))
+    task_loss = jnp.mean(per_example(ys, aux, batch.targets, batch.loss_mask))
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
     metrics = {
@@ -240,6 +238,7 @@ def train(
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     start, best_path, best, best_step = 0, run_dir / BEST, None, None
     if resume:
+        program.check_checkpoint(checkpoint.read_header(ckpt_path), ckpt_path)
         (model, opt_state), header = checkpoint.load(
             ckpt_path, (model, opt_state), program.fingerprint()
         )
@@ -273,6 +272,7 @@ def train(
         header = {
             "program": name,
             "fingerprint": program.fingerprint(),
+            "identity": program.identity(),
             "step": step,
             "settings": program.settings(),
             "time": time.time(),
@@ -324,8 +324,8 @@ def train(
                     rate = window_steps * program.batch_size / (now - window_start)
                     window_start, window_steps = now, 0
                     stats = f"loss {last['loss']:.4f}  {main} {last[main]:.3f}  {rate:.0f} seq/s"
-                    if "ponder" in last:
-                        stats += f"  ponder {last['ponder']:.2f}"
+                    for name in model.statistics():
+                        stats += f"  {name} {last[name]:.2f}"
                     if refused:
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)

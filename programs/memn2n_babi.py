@@ -26,7 +26,7 @@ import difmachine as dm
 dim = dm.param("dim", 32)
 memory = dm.param("memory", 20)
 task = dm.Babi(task=dm.param("task", 1), max_sentences=dm.param("max_sentences", 10))
-story = dm.StoryEmbedding(vocab=task.input_size, dim=dim, sentences=memory, words=task.context_size)
+story = dm.StoryEmbedding(vocab=task.input_size, dim=dim, sentences=memory, words=task.words)
 
 program = dm.Program(
     machine=dm.Machine(

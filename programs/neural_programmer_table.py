@@ -14,7 +14,7 @@ paper's operations (sum, count, difference, print, greater, lesser, and, or, res
 the paper's selector, attention over the question's words (`--set attention=none` drops it; then
 3-column runs reached hard accuracy 0.45-0.62 instead of 0.63-0.81 at 5000 steps). The batch
 context routes the question to the encoder and the table with the question's numbers to the
-device: `{"source": Context(question), "programmer": Table(values, rows, numbers)}`. Each step
+device: `{"source": Context(question), "table": Table(values, rows, numbers)}`. Each step
 the decoder picks an operation, a column and, for greater/lesser, one of the question's numbers
 (a pointer over them); `readout` makes the last step's scalar the answer. `--set
 selection=hard` runs the argmax program instead of the mixture (python -m bench

@@ -88,13 +88,40 @@ def test_device_names_from_sequence_are_unique():
         (lambda: dm.Machine("LSTM"), "controller must be a controller"),
         (lambda: dm.Machine(dm.LSTM(4), [3]), "must be a device"),
         (lambda: dm.Machine(dm.LSTM(4), halting=2), "halting must be a policy"),
-        (lambda: dm.Fixed(0), "n >= 1"),
+        (lambda: dm.Machine(dm.LSTM(4), dm.GRU(8)), "devices must be a device"),
+        (lambda: dm.Fixed(0), "Fixed n must be a positive integer"),
         (lambda: dm.compile(dm.Machine(dm.LSTM(4)), 0, 2, key=jax.random.PRNGKey(0)), "input_size"),
     ],
 )
 def test_bad_machines_are_rejected_with_a_fix(build, message):
     with pytest.raises((TypeError, ValueError), match=message):
         build()
+
+
+@pytest.mark.parametrize(
+    "build, owner, name",
+    [
+        (lambda v: dm.LSTM(v), "LSTM", "hidden size"),
+        (lambda v: dm.GRU(v), "GRU", "hidden size"),
+        (lambda v: dm.MLP((4, v)), "MLP", "layer width"),
+        (lambda v: dm.Copy(bits=v), "Copy", "bits"),
+        (lambda v: dm.Parity(bits=v), "Parity", "bits"),
+        (lambda v: dm.ACT(max_ponder=v), "ACT", "max_ponder"),
+        (lambda v: dm.PonderNet(max_steps=v), "PonderNet", "max_steps"),
+        (lambda v: dm.Fixed(v), "Fixed", "n"),
+        (lambda v: dm.NTMMemory(slots=v, width=2), "NTMMemory", "slots"),
+        (
+            lambda v: dm.OpSelector(dm.ARITHMETIC_OPS, columns=("a",), numbers=v),
+            "OpSelector",
+            "numbers",
+        ),
+    ],
+)
+@pytest.mark.parametrize("bad", [True, 0, 2.0, "3"])
+def test_every_count_goes_through_one_validator(build, owner, name, bad):
+    """One message for every spec: ``True`` is not a count, nor is 0, a float or a string."""
+    with pytest.raises(ValueError, match=f"^{owner} {name} must be a positive integer, got"):
+        build(bad)
 
 
 def test_padding_never_touches_the_loss_or_gradients():
@@ -128,7 +155,7 @@ def test_padding_never_touches_the_loss_or_gradients():
 def test_keep_padding_has_the_value_and_gradient_of_a_select(mask, seed):
     """keep_padding's own VJP (which keeps only the scalar mask, not a dense boolean per state)
     gives the value and gradients of the plain jnp.where, and lets integer states through."""
-    from difmachine.compiler import keep_padding
+    from difmachine.machine import keep_padding
 
     m = jnp.asarray(mask, jnp.float32)
     rng = np.random.default_rng(seed)

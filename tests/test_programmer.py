@@ -218,7 +218,7 @@ def test_with_selection_switches_every_selector_and_shares_parameters():
         decoder=dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer"),
     )
     model = dm.compile(
-        machine, task.input_size, 1, key=jax.random.PRNGKey(0), context_size=task.context_size
+        machine, task.input_size, 1, key=jax.random.PRNGKey(0), contexts=task.contexts
     )
     hard = with_selection(model, "hard")
     selectors = lambda m: [
@@ -382,7 +382,7 @@ def interpret(question: str, table: np.ndarray) -> float:
 def test_table_answers_match_an_independent_interpreter(columns, seed):
     task = dm.TableQA(columns=columns)
     batch = task.sample(np.random.default_rng(seed), 16)
-    table = batch.context["programmer"]
+    table = batch.context["table"]
     for b in range(16):
         question = " ".join(task.question_words(batch, b))
         rows = table.values[b][table.mask[b] > 0]
@@ -399,9 +399,9 @@ def test_table_batches_cover_every_template_and_vary_rows():
     batch = task.sample(np.random.default_rng(0), 200)
     firsts = {VOCAB[int(i)] for i in batch.context["source"].values[:, 0].argmax(-1)}
     assert firsts == {"sum", "count", "print", "difference"}
-    assert batch.context["programmer"].mask.sum(-1).min() >= task.min_rows
+    assert batch.context["table"].mask.sum(-1).min() >= task.min_rows
     big = task.sample(np.random.default_rng(0), 4, length=20)
-    assert big.context["programmer"].values.shape == (4, 20, 3)
+    assert big.context["table"].values.shape == (4, 20, 3)
     assert dm.TableQA(columns=1).kinds == tuple(k for k in dm.TableQA().kinds if k != "difference")
 
 
@@ -489,7 +489,7 @@ def test_program_trace_reads_as_a_program():
         "step 4: count(rows[3]) p=1.00  -> 0",
     ]
     console = Console(file=io.StringIO(), width=100)
-    console.print(*RENDERERS["program"]("program", np.stack(records), spec, 100))
+    console.print(*RENDERERS[spec.kind]("program", np.stack(records), spec, 100))
     assert "step 2: greater(col A, 30) p=1.00" in console.file.getvalue()
 
 
@@ -507,14 +507,14 @@ def test_trace_labels_the_row_selector_with_rows_and_the_attention_with_words():
         ),
     )
     model = dm.compile(
-        machine, task.input_size, 1, key=jax.random.PRNGKey(0), context_size=task.context_size
+        machine, task.input_size, 1, key=jax.random.PRNGKey(0), contexts=task.contexts
     )
     example = run_example(model, task, seed=0)
-    words, rows = example.labels["source"], example.labels["rows"]
+    words, rows = example.labels["source"], example.labels["row"]
     assert len(rows) == 3 and all(re.fullmatch(r"A=\d+ B=\d+", r) for r in rows)
     assert words[0] in ("sum", "count", "print", "difference")
     console = Console(file=io.StringIO(), width=120)
-    console.print(render(example, model.decoder.machine))
+    console.print(render(example, model))
     lines = console.file.getvalue().splitlines()
 
     def labels_after(title):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import difmachine as dm
 from difmachine.testing import assert_trees_close, check_machine, seeds
+from difmachine.training import batch_outputs
 
 V_IN, V_OUT, S = 5, 4, 6  # source width, decoder output classes, padded source length
 END = V_OUT - 1
@@ -130,25 +131,55 @@ def test_bidirectional_encoder_ignores_padding(real):
     assert padded.shape == (S, 8)
 
 
-def test_context_is_routed_per_device_by_name_or_given_to_every_device():
-    a, b = dm.Attention("dot", context_size=2), dm.Attention("dot", context_size=3)
-    model = dm.compile(dm.Machine(dm.RNN(4), {"a": a, "b": b}), 1, 1, key=jax.random.PRNGKey(0))
-    ca = dm.Context(jnp.eye(2), jnp.ones(2))
-    cb = dm.Context(jnp.eye(3), jnp.ones(3))
-    _, states, _ = model.init_carry({"a": ca, "b": cb})
+def test_context_is_routed_by_the_name_each_device_reads():
+    story = dm.StoryEmbedding(vocab=5, dim=3, sentences=4, words=2)
+    a, b = dm.Attention("dot", context_size=2), dm.Attention("dot", story=story)
+    machine = dm.Machine(dm.RNN(4), {"a": a, "b": b})
+    assert (a.context(), b.context()) == ("source", "story")
+    model = dm.compile(machine, 1, 1, key=jax.random.PRNGKey(0))
+    source = dm.Context(jnp.eye(2), jnp.ones(2))
+    story_ids = dm.Context(jnp.ones((3, 2), jnp.int32), jnp.ones(3))
+    _, states, _ = model.init_carry({"source": source, "story": story_ids})
     assert states["a"]["values"].shape == (2, 2) and states["b"]["values"].shape == (3, 3)
-    with pytest.raises(ValueError, match="context_size is 3"):
-        model.init_carry(ca)  # broadcast: b gets a's 2-wide context
+    with pytest.raises(ValueError, match="reads the context 'story'"):
+        machine.check_contexts({"source": 2})
+    with pytest.raises(dm.ProgramError, match="reads the context 'source'"):
+        dm.Program(machine=dm.Machine(dm.LSTM(3), dm.Attention("dot")), task=dm.Copy())
+
+
+def test_a_plain_machine_attends_over_its_task_source_with_the_width_filled_in():
+    task = dm.ReverseString(symbols=3, min_length=2, max_length=3)
+    program = dm.Program(machine=dm.Machine(dm.LSTM(4), dm.Attention("dot")), task=task)
+    model = dm.build(program)
+    assert model.machine.devices[0].context_size == task.contexts["source"]
+    batch = task.sample(np.random.default_rng(0), 2)
+    ys, _ = batch_outputs(model, batch)
+    assert ys.shape == batch.targets.shape and np.all(np.isfinite(ys))
+
+
+def test_the_encoder_may_be_a_machine_with_its_own_memory():
+    task = dm.ReverseString(symbols=3, min_length=2, max_length=3)
+    encoder = dm.Machine(dm.LSTM(5), dm.NeuralStack(width=3, capacity=8))
+    spec = dm.Seq2Seq(encoder, dm.Machine(dm.LSTM(4), dm.Attention("dot")))
+    assert spec.decoder.devices[0].context_size == 5  # the encoder machine's states
+    model = dm.build(dm.Program(machine=spec, task=task))
+    batch = task.sample(np.random.default_rng(0), 2)
+    ys, _ = batch_outputs(model, batch)
+    assert np.all(np.isfinite(ys))
+    grads = jax.grad(lambda m: jnp.sum(batch_outputs(m, batch)[0] ** 2))(model)
+    encoder_grads = jax.tree.leaves(grads.encoder.params)
+    assert all(np.all(np.isfinite(g)) for g in encoder_grads)
+    assert any(np.any(np.asarray(g) != 0) for g in encoder_grads)  # the source reaches the loss
 
 
 def test_seq2seq_spec_errors_are_clear():
     with pytest.raises(TypeError, match="Seq2Seq encoder"):
         dm.Seq2Seq("lstm", dm.Machine(dm.LSTM(3)))
-    with pytest.raises(ValueError, match="encoder's states are 8 wide"):
+    with pytest.raises(ValueError, match="context's vectors are 8 wide"):
         dm.Seq2Seq(dm.BiLSTM(4), dm.Machine(dm.LSTM(3), dm.Attention("dot", context_size=5)))
     with pytest.raises(ValueError, match="context_size"):
         dm.compile(_spec(), 3, 3, key=jax.random.PRNGKey(0))
     spec = _spec()
     assert spec.decoder.devices[0].context_size == 10  # filled in from the encoder
-    with pytest.raises(dm.ProgramError, match="no source sequence"):
+    with pytest.raises(dm.ProgramError, match="encodes the context 'source'"):
         dm.Program(machine=spec, task=dm.Copy())

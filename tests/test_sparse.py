@@ -329,6 +329,6 @@ def test_trace_draws_dense_weightings():
     assert w.shape == (example.inputs.shape[0], 1, 64)
     assert np.all((w > 0).sum(-1) <= 4)
     console = Console(file=__import__("io").StringIO(), force_terminal=True, width=100)
-    tr.print_trace(example, machine, console)
+    tr.print_trace(example, model, console)
     text = console.file.getvalue()
     assert "read head 0 weighting" in text and "write head 0 weighting" in text

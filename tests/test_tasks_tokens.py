@@ -65,7 +65,7 @@ def test_token_batch_layout_teacher_forcing_is_the_target_shifted_by_one(seed, i
     V = len(task.vocab)
     assert batch.inputs.shape[-1] == task.input_size == V + 2
     assert batch.targets.shape[-1] == task.output_size == V + 1
-    assert batch.context.values.shape[-1] == task.context_size == V
+    assert batch.context["source"].values.shape[-1] == task.contexts["source"] == V
     for b in range(3):
         n = int(batch.mask[b].sum())
         assert batch.inputs[b, 0].argmax() == V + 1, "the decoder starts from the start token"
@@ -110,7 +110,7 @@ def test_greedy_evaluation_counts_steps_after_an_early_end_as_wrong():
         task.input_size,
         task.output_size,
         key=jax.random.PRNGKey(0),
-        context_size=task.context_size,
+        contexts=task.contexts,
     )
     end = len(task.vocab)
     model = _with_output_bias(model, jnp.zeros(task.output_size).at[end].set(100.0))
@@ -179,11 +179,11 @@ def test_babi_answers_are_right_by_construction(seed, task, n):
 def test_babi_batches_round_trip_through_the_vocabulary(seed, task):
     t = dm.Babi(task=task, max_sentences=8)
     batch = t.sample(np.random.default_rng(seed), 3)
-    assert batch.context.values.shape == (3, 8, t.context_size)
+    assert batch.context["story"].values.shape == (3, 8, t.words)
     for b in range(3):
         labels = t.labels(batch, b)
-        n = int(batch.context.mask[b].sum())
-        assert len(labels["source"]) == n and 2 <= n <= 8
+        n = int(batch.context["story"].mask[b].sum())
+        assert len(labels["story"]) == n and 2 <= n <= 8
         question = " ".join(VOCAB[i] for i in np.flatnonzero(batch.inputs[b, 0]))
         thing = [w for w in question.split() if w not in ("where", "is", "the", "?")][0]
-        assert _answer(labels["source"], f"where is {thing} ?") == labels["target"][0]
+        assert _answer(labels["story"], f"where is {thing} ?") == labels["target"][0]

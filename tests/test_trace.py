@@ -88,7 +88,7 @@ def test_render_shows_inputs_outputs_and_every_head(tiny):
     _, program, model = tiny
     example = run_example(model, program.task, length=3, seed=1)
     assert example.inputs.shape[0] == 7  # 2 * 3 + 1 real steps, padding trimmed
-    text = _plain(draw(render(example, model.machine, width=80)))
+    text = _plain(draw(render(example, model, width=80)))
     for needle in (
         "input",
         "target",
@@ -106,7 +106,7 @@ def test_png_is_written(tiny, tmp_path):
     pytest.importorskip("matplotlib")
     _, program, model = tiny
     example = run_example(model, program.task, length=2)
-    save_png(example, model.machine, tmp_path / "t.png")
+    save_png(example, model, tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -141,4 +141,24 @@ def test_png_without_matplotlib_is_a_clear_error(tiny, tmp_path, monkeypatch):
     _, program, model = tiny
     example = run_example(model, program.task, length=2)
     with pytest.raises(dm.DifmachineError, match=r"pip install -e '\.\[plot\]'"):
-        save_png(example, model.machine, tmp_path / "t.png")
+        save_png(example, model, tmp_path / "t.png")
+
+
+def test_only_fields_over_a_labelled_axis_get_the_labels():
+    """An attention over the source is labelled with the source tokens; a stack inside the same
+    Seq2Seq decoder keeps its own positions (it was once relabelled and cropped to the source)."""
+    from difmachine.trace import _labelled, device_fields
+
+    task = dm.ReverseString(symbols=3, min_length=3, max_length=3)
+    decoder = dm.Machine(
+        dm.LSTM(6),
+        {"attention": dm.Attention("dot"), "stack": dm.NeuralStack(width=2, capacity=12)},
+    )
+    model = dm.build(dm.Program(machine=dm.Seq2Seq(dm.LSTM(5), decoder), task=task))
+    example = run_example(model, task, seed=0)
+    seen = {}
+    for name, _, field, data, spec in device_fields(example, model):
+        labelled, cropped = _labelled(spec, data, example.labels)
+        seen[(name, field)] = (labelled.options, cropped.shape[-1])
+    assert seen[("attention", "weights")] == (tuple(example.labels["source"]), 3)
+    assert seen[("stack", "strengths")] == ((), 12)

@@ -22,6 +22,7 @@ with separate embeddings and a temporal encoding; run it for several hops with `
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -151,10 +152,24 @@ class Attention(AbstractDevice):
             return self.story.dim
         if self.context_size is None:
             raise ValueError(
-                "Attention needs context_size=... (the width of the context vectors), or use it "
-                "inside Seq2Seq, which sets it from the encoder"
+                "Attention needs context_size=... (the width of the context vectors); a program "
+                "sets it from its task's source, and Seq2Seq from its encoder"
             )
         return self.context_size
+
+    def context(self) -> str:
+        """A story (memory networks) or a source sequence (an encoder's states, in a Seq2Seq)."""
+        return "story" if self.story is not None else "source"
+
+    def bind_context(self, width):
+        if self.story is not None or width is None or self.context_size == width:
+            return self
+        if self.context_size is not None:
+            raise ValueError(
+                f"Attention has context_size {self.context_size} but its context's vectors are "
+                f"{width} wide; leave context_size unset"
+            )
+        return dataclasses.replace(self, context_size=width)
 
     def interface(self):
         query = self.width if self.kind == "dot" else self.size
@@ -178,7 +193,8 @@ class Attention(AbstractDevice):
     def init_state(self, params, context=None):
         if context is None:
             raise ValueError(
-                "Attention needs a context: run the machine with context=Context(values, mask)"
+                f"Attention needs a context: run the machine with context={{{self.context()!r}: "
+                "Context(values, mask)}"
             )
         values, mask = context
         mask = jnp.asarray(mask, jnp.float32)
@@ -206,7 +222,7 @@ class Attention(AbstractDevice):
         return weights @ state["values"], state, {"weights": weights}
 
     def trace_spec(self):
-        return {"weights": TraceField("heatmap", "attention", axis="position")}
+        return {"weights": TraceField("heatmap", "attention", axis=self.context())}
 
 
 __all__ = ["Attention", "StoryEmbedding", "attend", "position_encoding", "KINDS"]

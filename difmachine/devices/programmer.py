@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import AbstractDevice, Field, TraceField
+from ..protocol import AbstractDevice, Field, TraceField, check_counts
 from .attention import attend
 
 OUTPUT_TYPES = ("scalar", "rows")
@@ -265,9 +265,9 @@ class OpSelector(AbstractDevice):
     columns: tuple[str, ...] = eqx.field(static=True, default=("A",))
     numbers: int = eqx.field(static=True, default=2)
     scale: float = eqx.field(static=True, default=1.0)
-    # repr=False: the selection is not part of a program's fingerprint (the parameters are the
-    # same), so a softly trained checkpoint loads with selection="hard" for evaluation
-    selection: str = eqx.field(static=True, default="soft", repr=False)
+    # the selection builds no parameter, so a softly trained checkpoint loads with
+    # selection="hard" for evaluation (a program's identity is its parameter tree)
+    selection: str = eqx.field(static=True, default="soft")
 
     def __check_init__(self):
         if not isinstance(self.ops, tuple) or not self.ops:
@@ -283,8 +283,7 @@ class OpSelector(AbstractDevice):
             raise ValueError(
                 f"OpSelector columns must be a non-empty tuple of names, got {self.columns!r}"
             )
-        if not isinstance(self.numbers, int) or self.numbers < 1:
-            raise ValueError(f"OpSelector numbers must be a positive integer, got {self.numbers!r}")
+        check_counts(self, positive=("numbers",))
         if not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
         if self.selection not in SELECTIONS:
@@ -325,6 +324,9 @@ class OpSelector(AbstractDevice):
 
     def init_params(self, key):
         return {}
+
+    def context(self) -> str:
+        return "table"
 
     def init_state(self, params, context=None):
         if context is None:
@@ -458,12 +460,17 @@ class OpSelector(AbstractDevice):
 
     def trace_spec(self):
         spec = {
-            "program": TraceField("program", "induced program", options=self.program_options()),
+            "program": TraceField(
+                "text",
+                "induced program",
+                options=self.program_options(),
+                describe=describe_program,
+            ),
             "op": TraceField("options", "operation", options=tuple(op.name for op in self.ops)),
         }
         if self.uses_columns:
             spec["column"] = TraceField("options", "column", options=self.columns)
-        if self.uses_rows:  # axis "row": traces label it with the task's labels["rows"]
+        if self.uses_rows:  # axis "row": traces label it with the task's labels["row"]
             spec["rows"] = TraceField("heatmap", "row selector", axis="row")
         spec["scalar"] = TraceField("scalars", "scalar output")
         return spec

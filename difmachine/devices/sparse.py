@@ -178,6 +178,11 @@ class SparseMemory(AbstractDevice):
             "read_w": jnp.zeros((R, k), jnp.float32).at[:, 0].set(1.0),
         }
 
+    def prefers_remat(self) -> bool:
+        """``jax.checkpoint`` on the time step would save the whole memory at every step; the
+        sparse backward pass keeps only the touched rows, so a program's default is no remat."""
+        return False
+
     def trace_spec(self):
         return {
             "write_weights": TraceField("heatmap", "write head {head} weighting"),

@@ -130,7 +130,13 @@ class Babi(AbstractTask):
         return len(VOCAB)
 
     @property
-    def context_size(self) -> int:
+    def contexts(self) -> dict[str, None]:
+        """The story: word ids ``[sentences, WORDS]`` (not vectors: its width is ``None``)."""
+        return {"story": None}
+
+    @property
+    def words(self) -> int:
+        """Word slots per sentence of the story."""
         return WORDS
 
     def ids(self, sentence: str) -> list[int]:
@@ -154,7 +160,7 @@ class Babi(AbstractTask):
             np.add.at(inputs[b, 0], self.ids(question), 1.0)
             targets[b, 0, VOCAB.index(answer)] = 1.0
         ones = np.ones((batch_size, 1), np.float32)
-        return Batch(inputs, targets, ones, ones.copy(), Context(story, story_mask))
+        return Batch(inputs, targets, ones, ones.copy(), {"story": Context(story, story_mask)})
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
@@ -168,13 +174,13 @@ class Babi(AbstractTask):
 
     def labels(self, batch: Batch, index: int) -> dict:
         """The story's sentences (rows of the attention trace), the question and the answer."""
-        story, mask = batch.context.values[index], batch.context.mask[index]
+        story, mask = batch.context["story"].values[index], batch.context["story"].mask[index]
         sentences = [
             " ".join(VOCAB[i] for i in row if i > 0) for row, m in zip(story, mask) if m > 0
         ]
         question = [VOCAB[i] for i in np.flatnonzero(batch.inputs[index, 0])]  # a bag of words
         answer = VOCAB[int(batch.targets[index, 0].argmax())]
-        return {"source": sentences, "question": question, "target": [answer]}
+        return {"story": sentences, "question": question, "target": [answer]}
 
 
 __all__ = ["Babi", "generate_story", "VOCAB", "WORDS", "PEOPLE", "PLACES", "OBJECTS"]

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..protocol import check_count
+
 
 class Context(NamedTuple):
     """What a machine attends over: ``values[S, ...]`` (encoder inputs or states, or story
@@ -22,14 +24,15 @@ class Context(NamedTuple):
 class Batch(NamedTuple):
     """A padded batch. ``inputs[B, T, in]``, ``targets[B, T, out]``; ``mask[B, T]`` marks real
     steps (the machine runs them), ``loss_mask[B, T]`` the steps that are scored. ``context``
-    (a :class:`Context` with a leading batch axis, or ``None``) is what attention devices and
-    encoders read: a source sentence, a story."""
+    (``None``, or the task's named contexts ``{name: value with a leading batch axis}``, e.g.
+    ``{"source": Context(...)}``) is what encoders and context-reading devices read: a source
+    sentence, a story, a table; the names are the task's :attr:`AbstractTask.contexts`."""
 
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
     loss_mask: np.ndarray
-    context: Context | None = None
+    context: dict | None = None
 
 
 class AbstractTask(eqx.Module):
@@ -58,11 +61,12 @@ class AbstractTask(eqx.Module):
         """Outputs as shown in traces (e.g. probabilities for logits)."""
         return outputs
 
-    #: width of ``Batch.context.values``' last axis when the task has a context (a source to
-    #: encode), else ``None``
     @property
-    def context_size(self) -> int | None:
-        return None
+    def contexts(self) -> dict[str, int | None]:
+        """The named contexts every batch carries in ``Batch.context`` and the width of their
+        vectors (``None`` when they are not vectors: word ids, a table): ``{"source": 12}``.
+        A machine's devices read them by name (``AbstractDevice.context``)."""
+        return {}
 
     #: evaluate by greedy decoding that feeds each output back as the next input
     #: (:meth:`feedback`, :meth:`stop`) instead of teacher forcing
@@ -77,7 +81,14 @@ class AbstractTask(eqx.Module):
         return jnp.zeros((), bool)
 
     def labels(self, batch: Batch, index: int) -> dict | None:
-        """Token strings of one example for traces: ``{"source": [...], "target": [...]}``."""
+        """Strings of one example for traces, ``{name: [...]}`` (e.g. ``"source"``, ``"target"``).
+        A trace field whose axis has the same name (an attention over ``"source"``) gets its rows
+        named by these strings."""
+        return None
+
+    def output_labels(self, predictions: np.ndarray) -> list[str] | None:
+        """The model's outputs ``[T, out]`` (as :meth:`present` gives them) as strings for
+        traces, compared with ``labels()["target"]``; ``None`` for tasks without tokens."""
         return None
 
     #: the metric the progress bar and early stopping watch (lower is better)
@@ -126,10 +137,11 @@ def draw_sizes(rng: np.random.Generator, batch_size: int, lo: int, hi: int, fixe
 
 
 def check_range(task: str, name: str, lo: int, hi: int, minimum: int = 1) -> None:
-    if not (isinstance(lo, int) and isinstance(hi, int) and minimum <= lo <= hi):
+    check_count(task, f"min_{name}", lo, minimum)
+    check_count(task, f"max_{name}", hi, minimum)
+    if lo > hi:
         raise ValueError(f"{task} needs {minimum} <= min_{name} <= max_{name}, got {lo}..{hi}")
 
 
 def positive(task: str, name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{task} {name} must be a positive integer, got {value!r}")
+    check_count(task, name, value)

@@ -19,15 +19,26 @@ class Parity(AbstractTask):
     positions) are set to +1 or -1 with equal probability, the rest are 0. The target is 1 when
     the count of +1 entries is odd. ``length`` means the number of non-zero entries (the
     difficulty). Loss: binary cross-entropy; metric ``error``: the fraction classified wrongly.
+
+    ``max_nonzeros`` limits the non-zero entries of *training* vectors (default: all ``bits``);
+    evaluating at ``length`` beyond it is the extrapolation test of PonderNet (Banino et al.
+    2021, section 3.1: trained on 1..48 of 96 entries, evaluated on 49..96).
     """
 
     bits: int = eqx.field(static=True, default=16)
+    max_nonzeros: int | None = eqx.field(static=True, default=None)
 
     main_metric: ClassVar[str] = "error"
     length_name: ClassVar[str] = "nonzeros"
 
     def __check_init__(self):
         positive("Parity", "bits", self.bits)
+        if self.max_nonzeros is not None:
+            positive("Parity", "max_nonzeros", self.max_nonzeros)
+            if self.max_nonzeros > self.bits:
+                raise ValueError(
+                    f"Parity max_nonzeros ({self.max_nonzeros}) cannot exceed bits ({self.bits})"
+                )
 
     @property
     def input_size(self) -> int:
@@ -42,7 +53,8 @@ class Parity(AbstractTask):
             raise ValueError(
                 f"Parity with {self.bits} bits takes 1..{self.bits} non-zero entries, got {length}"
             )
-        counts, _ = draw_sizes(rng, batch_size, 1, self.bits, length)
+        most = self.bits if self.max_nonzeros is None else self.max_nonzeros
+        counts, _ = draw_sizes(rng, batch_size, 1, most, length)
         inputs = np.zeros((batch_size, 1, self.bits), np.float32)
         targets = np.zeros((batch_size, 1, 1), np.float32)
         for b, n in enumerate(counts):

@@ -12,7 +12,7 @@ metrics ``accuracy``, ``errors = 1 - accuracy`` (the main metric) and ``abs_erro
 gives the whole question as one vector (the one-hot positions ``p``, then the one-hot
 operations) at every step; ``question="clause"`` gives step ``t`` its clause only (the one-hot
 position ``p_t`` and, after the first step, operation ``op_t``), the question read in order as
-an RNN over its words would. The operands are the device's context, a one-row table with one
+an RNN over its words would. The operands are the context ``"table"``, a one-row table with one
 column per operand. ``steps = operands``: load the first operand, then one operation each.
 ``length`` (``eval --lengths``) is the operands' number of digits (1 in training).
 
@@ -20,8 +20,8 @@ column per operand. ``steps = operands``: load the first operand, then one opera
 ``A, B, ...`` and ``min_rows..max_rows`` rows of distinct integers in ``[0, max_value)`` per
 column, and a template question over it (see :data:`TEMPLATES`), e.g. ``sum of B where A greater
 than 30 and lesser than 70``. The question's words (numbers as one ``<num>`` token) are the
-source an encoder reads; the table and the question's numbers are the device's context, under
-the device's name (``device``). The decoder's input at each of its ``steps`` steps is the step's one-hot. ``length``
+source an encoder reads; the table and the question's numbers are the context ``"table"`` that
+the operation selector reads. The decoder's input at each of its ``steps`` steps is the step's one-hot. ``length``
 is the number of rows.
 """
 
@@ -202,6 +202,10 @@ class Arithmetic(AbstractAnswerTask):
         ops = [self.ops[i] for i in rng.integers(len(self.ops), size=self.operands - 1)]
         return operands, order, ops, evaluate_expression(operands, order, ops)
 
+    @property
+    def contexts(self) -> dict[str, None]:
+        return {"table": None}
+
     def sample(self, rng, batch_size, length=None):
         _check_length("Arithmetic", length)
         digits = self.digits if length is None else int(length)
@@ -214,7 +218,7 @@ class Arithmetic(AbstractAnswerTask):
             inputs[b] = self.encode(order, ops)
             table[b, 0] = operands
         targets, mask, loss_mask = _answer_batch(answers, T)
-        context = Context(table, np.ones((batch_size, 1), np.float32))
+        context = {"table": Context(table, np.ones((batch_size, 1), np.float32))}
         return Batch(inputs, targets, mask, loss_mask, context)
 
     def kind(self, batch: Batch, index: int) -> str:
@@ -225,7 +229,7 @@ class Arithmetic(AbstractAnswerTask):
         """The expression with its operands' values, and the answer (for traces)."""
         n = self.operands
         order, ops = self.decode(np.asarray(batch.inputs[index]))
-        x = batch.context.values[index, 0]
+        x = batch.context["table"].values[index, 0]
         words = ["(" * (n - 2) + f"x{order[0] + 1}={x[order[0]]:g}"]
         for k, (op, i) in enumerate(zip(ops, order[1:])):
             close = ")" if 0 < k + 1 < n - 1 else ""
@@ -293,7 +297,6 @@ class TableQA(AbstractAnswerTask):
     max_value: int = eqx.field(static=True, default=100)
     templates: tuple[str, ...] | None = eqx.field(static=True, default=None)
     steps: int = eqx.field(static=True, default=4)
-    device: str = eqx.field(static=True, default="programmer")
     scale: float = eqx.field(static=True, default=100.0)
     delta: float = eqx.field(static=True, default=10.0)
     atol: float = eqx.field(static=True, default=0.5)
@@ -342,8 +345,8 @@ class TableQA(AbstractAnswerTask):
         return self.steps
 
     @property
-    def context_size(self) -> int:
-        return len(VOCAB)
+    def contexts(self) -> dict[str, int | None]:
+        return {"source": len(VOCAB), "table": None}
 
     def example(self, rng: np.random.Generator, rows: int):
         """``(table[rows, columns], words, numbers, answer)`` of one random question."""
@@ -392,7 +395,7 @@ class TableQA(AbstractAnswerTask):
         inputs = np.broadcast_to(np.eye(T, dtype=np.float32), (batch_size, T, T)).copy()
         context = {
             "source": Context(source, source_mask),
-            self.device: Table(values, rows_mask, numbers, numbers_mask),
+            "table": Table(values, rows_mask, numbers, numbers_mask),
         }
         return Batch(inputs, targets, mask, loss_mask, context)
 
@@ -400,7 +403,7 @@ class TableQA(AbstractAnswerTask):
         """The question as words, with its numbers written out."""
         src = batch.context["source"]
         ids = src.values[index][src.mask[index] > 0].argmax(-1)
-        nums = iter(batch.context[self.device].numbers[index])
+        nums = iter(batch.context["table"].numbers[index])
         return [f"{next(nums):g}" if VOCAB[i] == NUM else VOCAB[i] for i in ids]
 
     def kind(self, batch: Batch, index: int) -> str:
@@ -419,14 +422,14 @@ class TableQA(AbstractAnswerTask):
     def labels(self, batch: Batch, index: int) -> dict:
         """The table's rows (they label the row selector's trace), the question (the source:
         it labels an attention's trace) and the answer."""
-        table = batch.context[self.device]
+        table = batch.context["table"]
         rows = [
             " ".join(f"{c}={v:g}" for c, v in zip(self.names, row))
             for row, m in zip(table.values[index], table.mask[index])
             if m > 0
         ]
         return {
-            "rows": rows,
+            "row": rows,
             "source": self.question_words(batch, index),
             "target": [f"{batch.targets[index, -1, 0]:.4g}"],
         }

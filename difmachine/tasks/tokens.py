@@ -3,7 +3,7 @@ token. For :class:`~difmachine.Seq2Seq` machines (with or without attention).
 
 Layout of a batch for a task with ``V`` characters:
 
-- ``context = Context(values[B, S, V], mask[B, S])``: the source, one-hot, padded to ``S``;
+- ``context = {"source": Context(values[B, S, V], mask[B, S])}``: the source, one-hot, padded to ``S``;
 - ``inputs[B, T + 1, V + 2]``: the decoder's teacher-forced inputs: a start token (channel
   ``V + 1``), then the target's tokens; channel ``V`` is the end token, which a greedy decoder
   feeds back when it stops;
@@ -61,8 +61,8 @@ class AbstractTokenTask(AbstractTask):
     # -- sizes ------------------------------------------------------------------------------
 
     @property
-    def context_size(self) -> int:
-        return len(self.vocab)
+    def contexts(self) -> dict[str, int]:
+        return {"source": len(self.vocab)}
 
     @property
     def input_size(self) -> int:
@@ -114,7 +114,7 @@ class AbstractTokenTask(AbstractTask):
             targets[b, np.arange(len(t)), t] = 1.0
             targets[b, len(t), V] = 1.0
             mask[b, : len(t) + 1] = 1.0
-        return Batch(inputs, targets, mask, mask.copy(), Context(source, source_mask))
+        return Batch(inputs, targets, mask, mask.copy(), {"source": Context(source, source_mask)})
 
     # -- decoding and scoring ---------------------------------------------------------------
 
@@ -136,10 +136,14 @@ class AbstractTokenTask(AbstractTask):
 
     def labels(self, batch: Batch, index: int) -> dict:
         """The example's source and target as token strings (for traces)."""
-        src = batch.context.values[index][batch.context.mask[index] > 0].argmax(-1)
+        source = batch.context["source"]
+        src = source.values[index][source.mask[index] > 0].argmax(-1)
         tgt = batch.targets[index][batch.loss_mask[index] > 0].argmax(-1)
         names = self.tokens
         return {"source": [names[i] for i in src], "target": [names[i] for i in tgt]}
+
+    def output_labels(self, predictions):
+        return [self.tokens[i] for i in np.asarray(predictions).argmax(-1)]
 
 
 def _letters(n: int) -> str:

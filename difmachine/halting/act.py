@@ -1,85 +1,15 @@
-"""Halting policies: how many inner steps the cell takes per input step.
-
-A policy gets the machine's one-step ``cell(carry, z) -> (carry, out)`` (``out = (h, reads,
-traces)``) and the input contribution ``z`` of one input step, and returns
-``(carry, out, losses, trace)``: the carried state, the step's output, a dict of scalar auxiliary
-losses for this input step and a dict of trace records. Policies may own parameters
-(``init_params(key, hidden, input_width)``); the compiler stores them under ``params["halting"]``.
-"""
+"""Adaptive Computation Time (Graves 2016)."""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable
-from typing import Any
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._init import full, glorot
-from .protocol import TraceField
-
-Cell = Callable[[Any, jax.Array], tuple[Any, Any]]
-
-
-class AbstractHalting(eqx.Module):
-    """Runs the machine's cell one or more times for one input step."""
-
-    def init_params(self, key: jax.Array, hidden: int, input_width: int) -> Any:
-        return {}
-
-    @abc.abstractmethod
-    def run(
-        self, params: Any, cell: Cell, carry: Any, z: jax.Array
-    ) -> tuple[Any, Any, dict, dict]: ...
-
-    def trace_spec(self) -> dict[str, Any]:
-        return {}
-
-    @property
-    def inner_steps(self) -> int:
-        """The most cell steps one input step can take."""
-        return 1
-
-    @property
-    def trace_steps(self) -> int:
-        """Device trace records per input step: 1, or ``k`` when ``run`` returns the devices'
-        traces stacked over ``k`` inner steps (the compiler then lays them out in time)."""
-        return 1
-
-
-class Fixed(AbstractHalting):
-    """Exactly ``n`` inner steps per input step, each seeing the same input; the output is the
-    last inner step's. ``Fixed(1)`` is the plain recurrent machine. The devices' trace records
-    of every inner step are kept (a memory network's attention per hop), so a trace has ``n``
-    columns per input step."""
-
-    n: int = eqx.field(static=True, default=1)
-
-    def __check_init__(self):
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"Fixed(n) needs n >= 1 inner steps, got {self.n!r}")
-
-    @property
-    def inner_steps(self) -> int:
-        return self.n
-
-    @property
-    def trace_steps(self) -> int:
-        return self.n
-
-    def run(self, params, cell, carry, z):
-        if self.n == 1:
-            carry, out = cell(carry, z)
-            return carry, out, {}, {}
-
-        def inner(c, _):
-            c, out = cell(c, z)
-            return c, out
-
-        carry, (hs, reads, traces) = jax.lax.scan(inner, carry, None, length=self.n)
-        return carry, (hs[-1], reads[-1], traces), {}, {}
+from .._init import full, glorot
+from ..protocol import AbstractHalting, Halted, TraceField, check_counts
 
 
 def act_weights(h: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -118,7 +48,7 @@ class ACT(AbstractHalting):
 
     Ponder cost ``N + R`` per input step, times ``time_penalty``, is the auxiliary loss
     ``"ponder_cost"`` (its gradient flows only through ``R``); the raw ``N + R`` is the trace
-    record ``"ponder"``, reported by training and evaluation as the metric ``ponder``.
+    record and statistic ``"ponder"``, reported by training and evaluation as the metric ``ponder``.
 
     ``halting_bias`` initialises the halting unit's bias. The paper used +1; later
     re-implementations found that it often collapses to halting after 1-2 steps for every input
@@ -127,14 +57,15 @@ class ACT(AbstractHalting):
     penalty then trims. Hence the default -3.
     """
 
+    statistics: ClassVar[tuple[str, ...]] = ("ponder",)
+
     max_ponder: int = eqx.field(static=True, default=20)
     epsilon: float = eqx.field(static=True, default=0.01)
     time_penalty: float = eqx.field(static=True, default=1e-3)
     halting_bias: float = eqx.field(static=True, default=-3.0)
 
     def __check_init__(self):
-        if not isinstance(self.max_ponder, int) or self.max_ponder < 1:
-            raise ValueError(f"ACT max_ponder must be a positive integer, got {self.max_ponder!r}")
+        check_counts(self, positive=("max_ponder",))
         if not 0.0 < self.epsilon < 1.0:
             raise ValueError(f"ACT epsilon must be in (0, 1), got {self.epsilon}")
         if self.time_penalty < 0:
@@ -158,7 +89,7 @@ class ACT(AbstractHalting):
     def run(self, params, cell, carry, z):
         def inner(c, first):
             c, out = cell(c, z + first * params["flag"])
-            return c, (c, out, self.halting_unit(params, out[0]))
+            return c, (c, out, self.halting_unit(params, out.h))
 
         flags = jnp.zeros((self.max_ponder,), jnp.float32).at[0].set(1.0)
         _, (carries, outs, h) = jax.lax.scan(inner, carry, flags)
@@ -167,14 +98,16 @@ class ACT(AbstractHalting):
             lambda x: jnp.tensordot(p, x, axes=1).astype(x.dtype), tree
         )
         ponder = n_steps + remainder
-        trace = {"ponder": ponder, "p": p}
-        return mean(carries), mean(outs), {"ponder_cost": self.time_penalty * ponder}, trace
+        return Halted(
+            mean(carries),
+            mean(outs),
+            losses={"ponder_cost": self.time_penalty * ponder},
+            stats={"ponder": ponder},
+            trace={"ponder": ponder, "p": p},
+        )
 
     def trace_spec(self):
         return {
             "p": TraceField("heatmap", "halting weights p_n", axis="inner step"),
             "ponder": TraceField("scalars", "ponder N + R"),
         }
-
-
-__all__ = ["AbstractHalting", "Fixed", "ACT", "act_weights"]
