@@ -5,7 +5,8 @@ against sequence length and memory size), time_to_solve (steps and wall time to 
 neural_programmer (Neural Programmer accuracy, success over seeds and wall time),
 memory_scaling (dense NTMMemory vs SparseMemory step time and peak memory, 1K-1M slots),
 families (throughput and time to solve of one program per machine family), flags (XLA CPU flags
-and malloc tunables, one process per setting).
+and malloc tunables, one process per setting), halting (ACT against PonderNet on parity, over
+seeds, with extrapolation).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
-              "families", "flags")  # fmt: skip
+              "families", "flags", "halting")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

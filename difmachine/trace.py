@@ -387,10 +387,10 @@ def _short(token: str) -> str:
     return "$" if token.startswith("<") else (token[:1] or " ")
 
 
-def _tokens_panel(labels: dict, axes: set[str]) -> list:
+def _tokens_panel(labels: dict) -> list:
     """Every label sequence of the example as a line (``target`` and ``output`` last, the output
-    coloured against the target); sequences that name the rows of a field below (``axes``) or
-    hold sentences are announced instead of printed."""
+    coloured against the target); sequences of sentences (a story, a table's rows), which name
+    the rows of a field below, are announced instead of printed."""
     out = []
     target = labels.get("target", [])
     output = labels.get("output", [])
@@ -398,10 +398,8 @@ def _tokens_panel(labels: dict, axes: set[str]) -> list:
     for key in keys:
         if key not in labels:
             continue
-        if key in axes or any(" " in t for t in labels[key]):
-            out.append(
-                Text(f"{key:>8} {len(labels[key])} rows (they name the rows below)", style="bold")
-            )
+        if any(" " in t for t in labels[key]):
+            out.append(Text(f"{key:>8} {len(labels[key])} rows (below)", style="bold"))
             continue
         text = Text(f"{key:>8} ", style="bold")
         words = any(len(t) > 1 for t in labels[key][:-1])  # else characters, drawn unspaced
@@ -435,8 +433,7 @@ def render(example: Example, model, *, width: int = 100, title: str = "") -> Gro
     if title:
         parts.append(Text(title, style="bold underline"))
     if example.labels:
-        axes = {spec.axis for *_, spec in device_fields(example, model)}
-        parts += _tokens_panel(example.labels, axes)
+        parts += _tokens_panel(example.labels)
     else:
         scored = example.loss_mask > 0
         errors = ((example.predictions > 0.5) != (example.targets > 0.5)) & scored[:, None]

@@ -523,7 +523,7 @@ def test_trace_labels_the_row_selector_with_rows_and_the_attention_with_words():
 
     assert labels_after("row selector") == [r.split()[0] for r in rows]
     assert labels_after("attention") == words[:3]
-    assert "table 3 rows (below)" in [" ".join(line.split()) for line in lines]
+    assert "row 3 rows (below)" in [" ".join(line.split()) for line in lines]
 
 
 def test_gradient_noise_schedule_and_checkpointable_state():
