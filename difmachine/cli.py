@@ -155,7 +155,7 @@ def show(
 
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
-    console.print(f"[bold]{_program_name(program_file)}[/bold]: {program.machine!r}")
+    console.print(f"[bold]{_program_name(program_file)}[/bold]: a {type(program.machine).__name__}")
     console.print(f"task {program.task!r}: input {model.input_size}, output {model.output_size}")
     for title, columns, rows in model.summary():
         table = Table(title=title)

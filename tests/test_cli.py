@@ -137,7 +137,7 @@ def test_bad_run_directories_and_checkpoints(tmp_path):
 
     ckpt.write_bytes(good)
     other = write_program(tmp_path / "other.py", steps=4, text=OTHER)
-    one_line_error(invoke("run", other, "--out", out, "--resume"), "different program")
+    one_line_error(invoke("run", other, "--out", out, "--resume"), "holds another machine")
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):
@@ -217,7 +217,7 @@ def test_eval_and_trace_take_parameters_on_top_of_the_run(tmp_path):
     assert hard.exit_code == 0, hard.output
     result = invoke("trace", out, "--set", "selection=hard")
     assert result.exit_code == 0, result.output
-    one_line_error(invoke("eval", out, "--set", "hidden=7"), "different program")
+    one_line_error(invoke("eval", out, "--set", "hidden=7"), "holds another machine")
 
 
 def test_every_benchmark_imports_and_parses_its_options():

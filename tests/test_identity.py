@@ -55,7 +55,8 @@ def test_loss_weights_and_task_sizes_change_at_eval(run_dir):
 
 def test_another_machine_is_refused_with_what_differs(run_dir):
     with pytest.raises(
-        dm.CheckpointError, match=r"holds another machine: parameter .*ntmmemory.* is float32\[1, 6\] there"
+        dm.CheckpointError,
+        match=r"holds another machine: parameter .*ntmmemory.* is float32\[1, 6\] there",
     ):
         load_run(run_dir, {"slots": "7"})
     result = CliRunner().invoke(app, ["eval", str(run_dir), "--set", "slots=7"])

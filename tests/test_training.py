@@ -256,7 +256,7 @@ def test_checkpoint_from_a_different_program_is_refused(tmp_path):
     program = dm.load_program(write_program(tmp_path / "p.py", steps=2))
     other = dm.load_program(write_program(tmp_path / "o.py", steps=2, text=OTHER))
     train(program, tmp_path / "run", console=quiet())
-    with pytest.raises(dm.CheckpointError, match="different program"):
+    with pytest.raises(dm.CheckpointError, match="holds another machine"):
         train(other, tmp_path / "run", resume=True, console=quiet())
 
 
