@@ -72,5 +72,12 @@ from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA
 from .training import evaluate as evaluate
 from .training import train as train
+from .neural_gpu import CompiledNeuralGPU as CompiledNeuralGPU
+from .neural_gpu import NeuralGPU as NeuralGPU
+from .tasks import BinaryAddition as BinaryAddition
+from .tasks import BinaryCopy as BinaryCopy
+from .tasks import BinaryDuplicate as BinaryDuplicate
+from .tasks import BinaryMultiplication as BinaryMultiplication
+from .tasks import BinaryReverse as BinaryReverse
 
 __all__ = [name for name in dir() if not name.startswith("_")]

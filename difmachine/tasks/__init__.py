@@ -22,3 +22,9 @@ from .tokens import Addition as Addition
 from .tokens import DateFormat as DateFormat
 from .tokens import ReverseString as ReverseString
 from .tokens import SortString as SortString
+from .binary import AbstractBinaryTask as AbstractBinaryTask
+from .binary import BinaryAddition as BinaryAddition
+from .binary import BinaryCopy as BinaryCopy
+from .binary import BinaryDuplicate as BinaryDuplicate
+from .binary import BinaryMultiplication as BinaryMultiplication
+from .binary import BinaryReverse as BinaryReverse
