@@ -125,7 +125,7 @@ def test_gradients_are_finite_and_reach_every_parameter(model, batch):
         task = jax.vmap(TASK.loss)(ys, batch.targets, batch.loss_mask)
         return jnp.mean(task) + jnp.mean(aux["losses"]["relaxation"])
 
-    grads = jax.grad(loss)(model)
+    grads = jax.jit(jax.grad(loss))(model)
     leaves = jax.tree.leaves(grads)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads.params["cgru"]))
