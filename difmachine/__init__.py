@@ -33,6 +33,8 @@ from .halting import PonderNet as PonderNet
 from .halting import act_weights as act_weights
 from .machine import CompiledMachine as CompiledMachine
 from .machine import Machine as Machine
+from .neural_gpu import CompiledNeuralGPU as CompiledNeuralGPU
+from .neural_gpu import NeuralGPU as NeuralGPU
 from .optim import gradient_noise as gradient_noise
 from .program import Program as Program
 from .program import build as build
@@ -59,6 +61,11 @@ from .tasks import Arithmetic as Arithmetic
 from .tasks import AssociativeRecall as AssociativeRecall
 from .tasks import Babi as Babi
 from .tasks import BigramFlip as BigramFlip
+from .tasks import BinaryAddition as BinaryAddition
+from .tasks import BinaryCopy as BinaryCopy
+from .tasks import BinaryDuplicate as BinaryDuplicate
+from .tasks import BinaryMultiplication as BinaryMultiplication
+from .tasks import BinaryReverse as BinaryReverse
 from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat

@@ -20,7 +20,7 @@ PACKAGE = Path(dm.__file__).resolve().parent
 FLOORS = {
     0: ["protocol", "addressing", "_init", "_types", "errors", "checkpoint", "specs", "plotting"],
     1: ["devices.", "controllers", "halting.", "tasks.", "optim"],
-    2: ["compiler", "machine", "seq2seq"],
+    2: ["compiler", "machine", "seq2seq", "neural_gpu"],
     3: ["program"],
     4: ["training", "rundir", "trace", "parallel", "sweep", "testing", "evaluation"],
     5: ["cli", "__main__", ""],  # "" is the package's __init__: the public API

@@ -5,6 +5,12 @@ from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
 from .base import Context as Context
+from .binary import AbstractBinaryTask as AbstractBinaryTask
+from .binary import BinaryAddition as BinaryAddition
+from .binary import BinaryCopy as BinaryCopy
+from .binary import BinaryDuplicate as BinaryDuplicate
+from .binary import BinaryMultiplication as BinaryMultiplication
+from .binary import BinaryReverse as BinaryReverse
 from .copy import Copy as Copy
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort

@@ -1,0 +1,242 @@
+"""Binary arithmetic in the Neural GPU's layout (Kaiser & Sutskever 2015), with copy, reverse and
+duplication as sanity checks.
+
+Every task maps an input sequence of ``n`` symbols to an output sequence of the same length
+``n`` (the Neural GPU reads the whole input at once and writes every output position at the
+end). Input symbols (one-hot channels): ``0``, ``1``, ``+``, ``*``; a blank is the all-zero
+vector. Output classes: ``0``, ``1`` and blank (class 2).
+
+- :class:`BinaryAddition`, :class:`BinaryMultiplication`: two ``k``-bit numbers, least
+  significant bit first, separated by the operator: ``a_0 .. a_{k-1} + b_0 .. b_{k-1}``
+  (``n = 2 k + 1``). The target is the result, least significant bit first, without its
+  leading (most significant) zeros (``0`` for zero), then blanks up to ``n``: the layout of the
+  paper's code (``badd``, ``bmul``).
+- :class:`BinaryCopy`, :class:`BinaryReverse`: ``k`` random bits (``n = k``); the target is
+  the same bits, or reversed.
+- :class:`BinaryDuplicate`: ``k`` random bits then ``k`` blanks (``n = 2 k``); the target is the
+  bits twice (the paper's ``dup``).
+
+``length`` (``sample(length=k)``, ``difmachine eval --lengths``) is ``k``, the bits per
+operand. Every real position is scored, blanks included (a model must also know where the
+result ends); the loss is the softmax cross-entropy summed over them. Metrics per sequence:
+``errors`` (1 unless every position is right: the per-sequence error, the **main metric**),
+``symbol_errors`` (the fraction of positions wrong), plus ``coarse``, ``fine`` and
+``token_accuracy`` as for the other symbol tasks.
+
+Lengths in training: batches mix ``k`` in ``[min_bits, max_bits]`` (padded to the longest, so a
+run compiles once). ``curriculum = a >= 0`` draws ``k`` with probability proportional to
+``k^-a``: ``0`` is uniform, larger values favour short numbers. The paper's curriculum raises the
+longest training length once the error at the current one is low; the task protocol has no
+channel from training back to the sampler (a batch depends only on its seed and step, so a
+resumed run replays exactly), so this is the stateless stand-in: many short examples to learn
+the local rule from, some long ones to keep it honest.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import AbstractTask, Batch, check_range
+from .symbols import sequence_metrics, softmax_cross_entropy
+
+ZERO, ONE, PLUS, TIMES = 0, 1, 2, 3  # input channels; blank = all zero
+BLANK = 2  # output class
+INPUT_NAMES = ("0", "1", "+", "*")
+OUTPUT_NAMES = ("0", "1", "_")
+
+
+def to_bits(value: int, bits: int | None = None) -> list[int]:
+    """``value`` in binary, least significant bit first: exactly ``bits`` bits, or without
+    leading zeros (``[0]`` for zero)."""
+    if bits is not None:
+        return [(value >> i) & 1 for i in range(bits)]
+    out = []
+    while value:
+        out.append(value & 1)
+        value >>= 1
+    return out or [0]
+
+
+def from_bits(bits) -> int:
+    """The number whose bits, least significant first, are ``bits``."""
+    return sum(int(b) << i for i, b in enumerate(bits))
+
+
+class AbstractBinaryTask(AbstractTask):
+    """Symbol-to-symbol tasks of equal input and output length; see the module docstring."""
+
+    min_bits: int = eqx.field(static=True, default=1)
+    max_bits: int = eqx.field(static=True, default=20)
+    curriculum: float = eqx.field(static=True, default=0.0)
+
+    main_metric: ClassVar[str] = "errors"
+    length_name: ClassVar[str] = "length"
+
+    def __check_init__(self):
+        name = type(self).__name__
+        check_range(name, "bits", self.min_bits, self.max_bits)
+        c = self.curriculum
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
+            raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
+
+    @staticmethod
+    @abc.abstractmethod
+    def size(bits: int) -> int:
+        """The sequence length ``n`` for ``bits`` bits per operand."""
+
+    @abc.abstractmethod
+    def example(self, rng: np.random.Generator, bits: int) -> tuple[list[int], list[int]]:
+        """One example: input symbols (``-1`` = blank) and output classes, both of length
+        ``size(bits)``."""
+
+    @property
+    def input_size(self) -> int:
+        return len(INPUT_NAMES)
+
+    @property
+    def output_size(self) -> int:
+        return len(OUTPUT_NAMES)
+
+    def draw_bits(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """Bits per operand for each example of a training batch (see ``curriculum``)."""
+        ks = np.arange(self.min_bits, self.max_bits + 1)
+        p = ks.astype(np.float64) ** -float(self.curriculum)
+        return rng.choice(ks, size=batch_size, p=p / p.sum())
+
+    def sample(self, rng, batch_size, length=None):
+        if length is not None:
+            if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 1:
+                raise ValueError(
+                    f"{type(self).__name__} sample(length=...) must be a positive integer "
+                    f"(bits per operand), got {length!r}"
+                )
+            ks = np.full(batch_size, int(length))
+            n = self.size(int(length))
+        else:
+            ks = self.draw_bits(rng, batch_size)
+            n = self.size(self.max_bits)
+        inputs = np.zeros((batch_size, n, self.input_size), np.float32)
+        targets = np.zeros((batch_size, n, self.output_size), np.float32)
+        mask = np.zeros((batch_size, n), np.float32)
+        for b, k in enumerate(ks):
+            symbols, classes = self.example(rng, int(k))
+            L = len(symbols)
+            idx = np.arange(L)
+            symbols = np.asarray(symbols)
+            real = symbols >= 0
+            inputs[b, idx[real], symbols[real]] = 1.0
+            targets[b, idx, np.asarray(classes)] = 1.0
+            mask[b, :L] = 1.0
+        return Batch(inputs, targets, mask, mask.copy())
+
+    def loss(self, outputs, targets, loss_mask):
+        return softmax_cross_entropy(outputs, targets, loss_mask)
+
+    def metrics(self, outputs, targets, loss_mask):
+        metrics = sequence_metrics(outputs, targets, loss_mask)
+        return {**metrics, "symbol_errors": 1.0 - metrics["token_accuracy"]}
+
+    def present(self, outputs):
+        return jax.nn.softmax(outputs, axis=-1)
+
+    def labels(self, batch: Batch, index: int) -> dict:
+        L = int(batch.mask[index].sum())
+        x, t = batch.inputs[index, :L], batch.targets[index, :L]
+        source = [INPUT_NAMES[int(np.argmax(v))] if v.any() else "_" for v in x]
+        return {"input": source, "target": [OUTPUT_NAMES[int(np.argmax(v))] for v in t]}
+
+    def output_labels(self, predictions):
+        return [OUTPUT_NAMES[int(i)] for i in jnp.argmax(jnp.asarray(predictions), axis=-1)]
+
+
+class _Arithmetic(AbstractBinaryTask):
+    OPERATOR: ClassVar[int] = PLUS
+
+    @staticmethod
+    def size(bits):
+        return 2 * bits + 1
+
+    @staticmethod
+    @abc.abstractmethod
+    def apply(a: int, b: int) -> int: ...
+
+    def example(self, rng, bits):
+        a, b = (from_bits(x) for x in rng.integers(0, 2, size=(2, bits)))  # Python ints
+        n = self.size(bits)
+        symbols = to_bits(a, bits) + [self.OPERATOR] + to_bits(b, bits)
+        result = to_bits(self.apply(a, b))
+        return symbols, result + [BLANK] * (n - len(result))
+
+
+class BinaryAddition(_Arithmetic):
+    """``a + b`` of two ``k``-bit numbers (the paper's ``badd``); see the module docstring."""
+
+    OPERATOR: ClassVar[int] = PLUS
+
+    @staticmethod
+    def apply(a, b):
+        return a + b
+
+
+class BinaryMultiplication(_Arithmetic):
+    """``a * b`` of two ``k``-bit numbers (the paper's ``bmul``); see the module docstring."""
+
+    OPERATOR: ClassVar[int] = TIMES
+
+    @staticmethod
+    def apply(a, b):
+        return a * b
+
+
+class BinaryCopy(AbstractBinaryTask):
+    """``k`` random bits, copied (the paper's ``id``)."""
+
+    @staticmethod
+    def size(bits):
+        return bits
+
+    def example(self, rng, bits):
+        x = [int(v) for v in rng.integers(0, 2, size=bits)]
+        return x, list(x)
+
+
+class BinaryReverse(AbstractBinaryTask):
+    """``k`` random bits, reversed (the paper's ``rev``)."""
+
+    @staticmethod
+    def size(bits):
+        return bits
+
+    def example(self, rng, bits):
+        x = [int(v) for v in rng.integers(0, 2, size=bits)]
+        return x, x[::-1]
+
+
+class BinaryDuplicate(AbstractBinaryTask):
+    """``k`` random bits then ``k`` blanks, to be written out twice (the paper's ``dup``)."""
+
+    @staticmethod
+    def size(bits):
+        return 2 * bits
+
+    def example(self, rng, bits):
+        x = [int(v) for v in rng.integers(0, 2, size=bits)]
+        return x + [-1] * bits, x + x
+
+
+__all__ = [
+    "AbstractBinaryTask",
+    "BinaryAddition",
+    "BinaryMultiplication",
+    "BinaryCopy",
+    "BinaryReverse",
+    "BinaryDuplicate",
+    "to_bits",
+    "from_bits",
+]

@@ -1,0 +1,256 @@
+"""The Neural GPU machine kind and the binary tasks (lean: small grids, few examples)."""
+
+import json
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import difmachine as dm
+from difmachine.cli import app
+from difmachine.neural_gpu import (
+    cgru,
+    conv,
+    conv_matmul,
+    init_cgru,
+    relaxation_penalty,
+    saturating_sigmoid,
+)
+from difmachine.tasks.binary import BLANK, from_bits
+
+# -- the CGRU against numpy ---------------------------------------------------------------------
+
+
+def np_conv(s, kernel, bias):
+    w, n, _ = s.shape
+    kw, kn, _, out = kernel.shape
+    res = np.zeros((w, n, out))
+    for a in range(w):
+        for b in range(n):
+            for u in range(kw):
+                for v in range(kn):
+                    i, j = a + u - kw // 2, b + v - kn // 2
+                    if 0 <= i < w and 0 <= j < n:
+                        res[a, b] += s[i, j] @ kernel[u, v]
+    return res + bias
+
+
+def np_cgru(p, s, cutoff):
+    def sat(x):
+        return np.clip(cutoff / (1 + np.exp(-x)) - (cutoff - 1) / 2, 0, 1)
+
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    u = sat(np_conv(s, p["U_u"], p["B_u"]))
+    r = sat(np_conv(s, p["U_r"], p["B_r"]))
+    return u * s + (1 - u) * np.tanh(np_conv(r * s, p["U"], p["B"]))
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    w=st.integers(1, 3),
+    n=st.integers(1, 5),
+    m=st.integers(1, 3),
+    k=st.sampled_from([(1, 1), (3, 3), (3, 1), (1, 5)]),
+    cutoff=st.sampled_from([1.0, 1.2]),
+    seed=st.integers(0, 100),
+)
+def test_cgru_matches_numpy(w, n, m, k, cutoff, seed):
+    key1, key2 = jax.random.split(jax.random.PRNGKey(seed))
+    p = init_cgru(key1, m, k)
+    p = {**p, "B": p["B"] + 0.3}  # a non-zero candidate bias too
+    s = np.asarray(jax.random.normal(key2, (w, n, m)))
+    want = np_cgru(p, s.astype(np.float64), cutoff)
+    for convolve in (conv, conv_matmul):
+        np.testing.assert_allclose(
+            np_conv(s, np.asarray(p["U"]), np.asarray(p["B"])),
+            convolve(jnp.asarray(s), p["U"], p["B"]),
+            atol=1e-5,
+        )
+        got = cgru(p, jnp.asarray(s), cutoff, 1.0, convolve)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_saturating_sigmoid_reaches_0_and_1_and_relaxation_penalty():
+    x = jnp.array([-10.0, 0.0, 10.0])
+    np.testing.assert_allclose(saturating_sigmoid(x, 1.2), [0.0, 0.5, 1.0], atol=1e-6)
+    same = {"a": jnp.ones((3, 2))}
+    assert float(relaxation_penalty(same)) == 0.0
+    apart = {"a": jnp.array([[0.0], [2.0]])}
+    assert float(relaxation_penalty(apart)) == pytest.approx(2.0)
+
+
+# -- the compiled machine -----------------------------------------------------------------------
+
+SPEC = dm.NeuralGPU(width=3, channels=5, layers=2, relax=2, relax_pull=0.1)
+TASK = dm.BinaryAddition(min_bits=1, max_bits=4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return SPEC.compile(TASK.input_size, TASK.output_size, key=jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return TASK.sample(np.random.default_rng(0), 3)
+
+
+def test_padding_never_leaks(model):
+    short = TASK.sample(np.random.default_rng(1), 1, length=2)  # n = 5
+    x, m = short.inputs[0], short.mask[0]
+    alone, _ = model(x, m)
+    junk = np.random.default_rng(2).normal(size=(6, x.shape[1])).astype(np.float32)
+    padded, _ = model(np.concatenate([x, junk]), np.concatenate([m, np.zeros(6, np.float32)]))
+    np.testing.assert_allclose(padded[:5], alone, atol=1e-5)
+
+
+def test_jit_equals_eager_and_vmap_equals_loop(model, batch):
+    eager = model(batch.inputs[0], batch.mask[0])[0]
+    jitted = jax.jit(lambda mdl, x, m: mdl(x, m)[0])
+    loop = [jitted(model, x, m) for x, m in zip(batch.inputs, batch.mask)]
+    np.testing.assert_allclose(loop[0], eager, atol=1e-5)
+    batched, aux = jax.vmap(lambda x, m: model(x, m))(batch.inputs, batch.mask)
+    np.testing.assert_allclose(batched, np.stack(loop), atol=1e-5)
+    assert set(aux["losses"]) == {"relaxation"} and aux["stats"] == {}
+
+
+def test_gradients_are_finite_and_reach_every_parameter(model, batch):
+    def loss(mdl):
+        ys, aux = jax.vmap(lambda x, m: mdl(x, m))(batch.inputs, batch.mask)
+        task = jax.vmap(TASK.loss)(ys, batch.targets, batch.loss_mask)
+        return jnp.mean(task) + jnp.mean(aux["losses"]["relaxation"])
+
+    grads = jax.jit(jax.grad(loss))(model)
+    leaves = jax.tree.leaves(grads)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads.params["cgru"]))
+
+
+def test_trace_is_the_grid_per_step_and_generate_is_a_clear_error(model, batch):
+    _, aux = model(batch.inputs[0], batch.mask[0], trace=True)
+    n = batch.inputs.shape[1]
+    assert aux["trace"]["grid"]["grid"].shape == (n, SPEC.width, n)
+    with pytest.raises(dm.DifmachineError, match="whole input at once"):
+        model.generate(batch.inputs[0, 0], 3, lambda y: y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"kernel": 2}, "odd"),
+        ({"width": 0}, "width"),
+        ({"sigmoid_cutoff": 0.5}, "sigmoid_cutoff"),
+        ({"convolution": "fft"}, "convolution"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        dm.NeuralGPU(**kwargs)
+
+
+# -- the tasks ----------------------------------------------------------------------------------
+
+
+def _decode(batch, b):
+    L = int(batch.mask[b].sum())
+    x = batch.inputs[b, :L]
+    symbols = [int(np.argmax(v)) if v.any() else -1 for v in x]
+    classes = [int(np.argmax(v)) for v in batch.targets[b, :L]]
+    return symbols, classes
+
+
+def _result(classes):
+    bits = [c for c in classes if c != BLANK]
+    assert classes == bits + [BLANK] * (len(classes) - len(bits))  # blanks only at the end
+    return bits
+
+
+@settings(max_examples=10, deadline=None)
+@given(k=st.integers(1, 70), seed=st.integers(0, 10**6))
+def test_arithmetic_targets_are_right(k, seed):
+    for task, op, symbol in (
+        (dm.BinaryAddition(), lambda a, b: a + b, 2),
+        (dm.BinaryMultiplication(), lambda a, b: a * b, 3),
+    ):
+        batch = task.sample(np.random.default_rng(seed), 2, length=k)
+        assert batch.inputs.shape[1] == 2 * k + 1
+        for b in range(2):
+            symbols, classes = _decode(batch, b)
+            assert symbols[k] == symbol
+            a, c = from_bits(symbols[:k]), from_bits(symbols[k + 1 :])
+            bits = _result(classes)
+            assert from_bits(bits) == op(a, c)
+            assert bits[-1] == 1 or bits == [0]  # no leading zeros
+
+
+@settings(max_examples=5, deadline=None)
+@given(k=st.integers(1, 30), seed=st.integers(0, 10**6))
+def test_sanity_task_targets_are_right(k, seed):
+    rng = np.random.default_rng(seed)
+    symbols, classes = _decode(dm.BinaryCopy().sample(rng, 1, length=k), 0)
+    assert classes == symbols and len(symbols) == k
+    symbols, classes = _decode(dm.BinaryReverse().sample(rng, 1, length=k), 0)
+    assert classes == symbols[::-1]
+    symbols, classes = _decode(dm.BinaryDuplicate().sample(rng, 1, length=k), 0)
+    assert symbols[k:] == [-1] * k and classes == symbols[:k] * 2
+
+
+def test_training_batches_mix_lengths_favouring_short_ones_with_a_curriculum():
+    rng = np.random.default_rng(0)
+    task = dm.BinaryAddition(min_bits=1, max_bits=8, curriculum=2.0)
+    batch = task.sample(rng, 256)
+    assert batch.inputs.shape[1] == 17  # padded to 8 bits: one shape per run
+    ks = (batch.mask.sum(1) - 1) / 2
+    assert ks.min() == 1 and np.mean(ks <= 2) > 0.6
+    assert np.array_equal(batch.mask, batch.loss_mask)
+    with pytest.raises(ValueError, match="curriculum"):
+        dm.BinaryAddition(curriculum=-1)
+
+
+# -- a program end to end -----------------------------------------------------------------------
+
+PROGRAM = textwrap.dedent(
+    """
+    import optax
+    import difmachine as dm
+
+    program = dm.Program(
+        machine=dm.NeuralGPU(width=2, channels=dm.param("channels", 4), layers=1, relax=2),
+        task=dm.BinaryAddition(min_bits=1, max_bits=3, curriculum=1.0),
+        optimizer=optax.chain(dm.gradient_noise(1e-3), optax.adam(1e-2)),
+        batch_size=4, steps=5, eval_every=5, eval_samples=8, checkpoint_every=5, log_every=5,
+    )
+    """
+)
+
+
+def test_a_program_trains_evaluates_and_traces_through_the_cli(tmp_path):
+    source = tmp_path / "ngpu.py"
+    source.write_text(PROGRAM)
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(source), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "done: step 5" in result.output
+    program, model, header = dm.load_run(run_dir)
+    assert header["step"] == 5 and isinstance(model, dm.CompiledNeuralGPU)
+    shown = runner.invoke(app, ["show", str(source)])
+    assert shown.exit_code == 0 and "parameter copies" in shown.output, shown.output
+    js = tmp_path / "eval.json"
+    evaluated = runner.invoke(
+        app, ["eval", str(run_dir), "--lengths", "2,6", "--samples", "4", "--json", str(js)]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["length"] for r in rows] == [2, 6]
+    assert {"errors", "symbol_errors", "token_accuracy"} <= set(rows[0])
+    traced = runner.invoke(app, ["trace", str(run_dir), "--length", "3"])
+    assert traced.exit_code == 0, traced.output
+    assert "grid row 0" in traced.output and "grid row 1" in traced.output
+    other = runner.invoke(app, ["eval", str(run_dir), "--set", "channels=5"])
+    assert other.exit_code == 2 and "another machine" in other.output
