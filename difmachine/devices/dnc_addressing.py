@@ -30,6 +30,10 @@ from jax import lax
 from .. import addressing
 from .._types import Scalar, Weights
 
+#: usages in the same bin of this width count as equal when sorting the free list, and are taken
+#: in slot order: jit and eager round a usage differently in its last bit, which would otherwise
+#: reorder near-equal usages and change the allocation (a power of two, so binning is exact).
+TIE_BIN = 2.0**-10
 #: usage is squeezed into ``[USAGE_EPS, 1]`` before allocating (as deepmind/dnc does), so the
 #: product of the usages below a slot never reaches exactly 0 and its gradient stays informative.
 USAGE_EPS = 1e-6
@@ -55,23 +59,29 @@ def usage_update(prev_usage: Weights, prev_write_weights: Weights, psi: Weights)
     return (prev_usage + prev_write_weights - prev_usage * prev_write_weights) * psi
 
 
-def free_list(usage: Weights) -> jax.Array:
+def free_list(usage: Weights, tie_bin: float = TIE_BIN) -> jax.Array:
     """The free list ``phi_t``: slot indices sorted by ascending usage, ties broken by the lower
-    slot index. A sort on the key pair ``(usage, index)``, so jit and eager agree on equal usages
-    (an unstable argsort may order tied slots differently)."""
+    slot index.
+
+    A sort on the integer key pair ``(floor(u / tie_bin), index)``: usages closer than
+    ``tie_bin`` (in the same bin) are taken in slot order, so the order is exact and the same
+    under jit and eager (a float argsort flips near-equal usages whose last bits differ between
+    the two). ``tie_bin=0`` sorts on ``(u, index)`` exactly."""
     index = jnp.arange(usage.shape[0], dtype=jnp.int32)
-    _, order = lax.sort((usage, index), num_keys=2)
+    key = jnp.floor(usage / tie_bin).astype(jnp.int32) if tie_bin > 0 else usage
+    _, order = lax.sort((key, index), num_keys=2)
     return order
 
 
-def allocation_weights(usage: Weights) -> Weights:
+def allocation_weights(usage: Weights, tie_bin: float = TIE_BIN) -> Weights:
     """Allocation weighting ``a_t[phi_t[j]] = (1 - u_t[phi_t[j]]) prod_{i<j} u_t[phi_t[i]]``
-    with ``phi_t`` the :func:`free_list`: the least used slot gets the most weight.
+    with ``phi_t`` the :func:`free_list` (near-equal usages in slot order, see ``tie_bin``): the
+    least used slot gets the most weight.
 
     Usage is first squeezed into ``[USAGE_EPS, 1]`` (``u <- eps + (1 - eps) u``). The result is
     non-negative with ``sum <= 1``; no gradient flows through the sort order itself."""
     usage = USAGE_EPS + (1.0 - USAGE_EPS) * usage
-    order = free_list(usage)
+    order = free_list(usage, tie_bin)
     sorted_usage = usage[order]
     before = jnp.cumprod(jnp.concatenate([jnp.ones((1,), usage.dtype), sorted_usage[:-1]]))
     sorted_alloc = (1.0 - sorted_usage) * before
@@ -132,6 +142,7 @@ def read(memory: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 __all__ = [
+    "TIE_BIN",
     "USAGE_EPS",
     "content_weights",
     "retention",
