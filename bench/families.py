@@ -25,6 +25,7 @@ FAMILIES = {
     "seq2seq": "seq2seq_reverse.py",
     "memory network": "memn2n_babi.py",
     "neural programmer": "neural_programmer_table.py",
+    "dnc": "dnc_copy.py",
 }
 
 
