@@ -132,8 +132,11 @@ def test_write_erase_add(seed):
 def test_links_precedence_and_reads(seed):
     rng = np.random.default_rng(seed)
     N = 6
-    L = np_link(sub_simplex(rng, N, N), sub_simplex(rng, N), sub_simplex(rng, N)).astype(np.float32)
-    w, p = sub_simplex(rng, N), sub_simplex(rng, N)
+    L, p = np.zeros((N, N)), np.zeros(N)
+    for _ in range(3):  # a reachable link matrix and precedence (numpy reference)
+        w = sub_simplex(rng, N)
+        L, p = np_link(L, w, p), (1 - w.sum()) * p + w
+    L, p, w = L.astype(np.float32), p.astype(np.float32), sub_simplex(rng, N)
     link = np.asarray(dnc.link_update(L, w, p))
     np.testing.assert_allclose(link, np_link(L, w, p), **TOL)
     prec = np.asarray(dnc.precedence_update(p, w))
@@ -155,7 +158,66 @@ def test_links_precedence_and_reads(seed):
     np.testing.assert_allclose(dnc.read(memory, r), r @ memory.T, **TOL)
 
 
+link_update = jax.jit(dnc.link_update)
+sparse_link_update = jax.jit(dnc.sparse_link_update)
+sparse_directional = jax.jit(dnc.sparse_directional_weights)
+
+
+def run_links(rng, N, ks, steps=7):
+    """The dense link matrix and K-sparse ones driven by the same random writes and reads."""
+    L, p = np.zeros((N, N), np.float32), np.zeros(N, np.float32)
+    sparse = {k: dnc.sparse_link_init(N, k) for k in ks}
+    for _ in range(steps):
+        w, r = sub_simplex(rng, N), simplex(rng, 2, N)
+        L = link_update(L, w, p)
+        sparse = {k: sparse_link_update(s, w, p) for k, s in sparse.items()}
+        p = dnc.precedence_update(p, w)
+        yield L, sparse, r
+
+
+@few
+@given(seed=seeds)
+def test_sparse_links_with_k_equal_slots_are_the_dense_links(seed):
+    N = 5
+    for L, sparse, r in run_links(np.random.default_rng(seed), N, [N]):
+        np.testing.assert_allclose(dnc.sparse_link_dense(sparse[N]), L, **TOL)
+        for dense, sp in zip(dnc.directional_weights(L, r), sparse_directional(sparse[N], r)):
+            np.testing.assert_allclose(sp, dense, **TOL)
+
+
+@few
+@given(seed=seeds)
+def test_sparse_links_keep_k_entries_and_the_invariants(seed):
+    N, K = 8, 2
+    for L, sparse, r in run_links(np.random.default_rng(seed), N, [K]):
+        s = sparse[K]
+        check_links(s)
+        rows = np.asarray(dnc.sparse_link_dense(s))
+        assert np.all(np.count_nonzero(rows, axis=1) <= K)
+        assert np.all(rows <= np.asarray(L) + 1e-6), "a sparse link exceeds the dense one"
+        fwd, bwd = sparse_directional(s, r)
+        assert np.all(np.asarray(fwd) >= 0) and np.asarray(fwd).sum(-1).max() <= 1 + 1e-5
+        assert np.all(np.asarray(bwd) >= 0) and np.asarray(bwd).sum(-1).max() <= 1 + 1e-5
+
+
 # -- the device ----------------------------------------------------------------------------------
+
+
+def check_links(links):
+    """Zero diagonal, non-negative, rows and columns summing to at most 1 (dense or sparse:
+    the sparse row table and column table both)."""
+    if isinstance(links, dict):  # sparse: the row table and the column table
+        rows = np.asarray(dnc.sparse_link_dense(links))
+        cols = np.asarray(
+            dnc.sparse_link_dense({"out_idx": links["in_idx"], "out_val": links["in_val"]})
+        ).T
+        pairs = [rows, cols]
+    else:
+        pairs = [np.asarray(links)]
+    for link in pairs:
+        assert np.all(np.diag(link) == 0), "link diagonal must be zero"
+        assert np.all(link >= -1e-7), "negative links"
+        assert link.sum(0).max() <= 1 + 1e-5 and link.sum(1).max() <= 1 + 1e-5
 
 
 def dnc_invariants(final, reads, traces):
@@ -166,19 +228,17 @@ def dnc_invariants(final, reads, traces):
         assert w.sum(-1).max() <= 1 + 1e-5, f"{key} sums to more than 1"
     usage = np.asarray(traces["usage"])
     assert np.all(usage >= 0) and np.all(usage <= 1 + 1e-6), "usage left [0, 1]"
-    link = np.asarray(final["link"])
-    assert np.all(np.diag(link) == 0), "link diagonal must be zero"
-    assert link.sum(0).max() <= 1 + 1e-5 and link.sum(1).max() <= 1 + 1e-5
+    check_links(final["link"])
     assert 0 <= float(final["precedence"].sum()) <= 1 + 1e-5
 
 
 @pytest.mark.parametrize(
     "device",
-    [dm.DNCMemory(slots=5, width=3, read_heads=2)],
-    ids=["2 reads"],
+    [dm.DNCMemory(slots=5, width=3, read_heads=2), dm.DNCMemory(slots=6, width=3, sparse_links=2)],
+    ids=["2 reads", "sparse links"],
 )
 def test_dnc_memory_protocol(device):
-    testing.check_device(device, invariants=dnc_invariants)
+    testing.check_device(device, steps=3, batch=2, invariants=dnc_invariants)
 
 
 def test_interface_and_read_size():
@@ -190,6 +250,8 @@ def test_interface_and_read_size():
     assert dev.read_size == 15
     with pytest.raises(ValueError, match="DNCMemory read_heads"):
         dm.DNCMemory(slots=4, width=2, read_heads=0)
+    with pytest.raises(ValueError, match="sparse_links=5 exceeds slots=4"):
+        dm.DNCMemory(slots=4, width=2, sparse_links=5)
 
 
 def test_finite_values_and_gradients_at_zero_memory():

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._init import zeros
-from ..protocol import AbstractDevice, Field, TraceField, check_counts
+from ..protocol import AbstractDevice, Field, TraceField, check_count, check_counts
 from . import dnc_addressing as dnc
 
 READ_MODES = ("backward", "content", "forward")
@@ -26,15 +26,25 @@ class DNCMemory(AbstractDevice):
 
     The state starts all zero (memory, usage, links, precedence, weightings), as in the paper;
     the device has no parameters. The memory is stored slots last, ``[width, slots]``, like
-    ``NTMMemory``. The link matrix is dense ``[slots, slots]``, so a step costs ``O(slots^2)``.
+    ``NTMMemory``. The link matrix is dense ``[slots, slots]``, so a step costs ``O(slots^2)``;
+    ``sparse_links=K`` keeps only K entries per row and column of it (Rae et al. 2016), adding
+    new links only between the K most written slots and the K slots of highest precedence, so a
+    step costs ``O(slots (width + K + log slots))`` (``dnc_addressing.sparse_link_update``).
     """
 
     slots: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
     read_heads: int = eqx.field(static=True, default=1)
+    sparse_links: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_counts(self, ("slots", "width", "read_heads"))
+        check_count("DNCMemory", "sparse_links", self.sparse_links, optional=True)
+        if self.sparse_links is not None and self.sparse_links > self.slots:
+            raise ValueError(
+                f"DNCMemory sparse_links={self.sparse_links} exceeds slots={self.slots}: "
+                "use sparse_links <= slots (or None for the dense link matrix)"
+            )
 
     # -- protocol -----------------------------------------------------------------------------
 
@@ -62,10 +72,14 @@ class DNCMemory(AbstractDevice):
 
     def init_state(self, params, context=None):
         N, R = self.slots, self.read_heads
+        if self.sparse_links is None:
+            link = zeros(N, N)
+        else:
+            link = dnc.sparse_link_init(N, self.sparse_links)
         return {
             "memory": zeros(self.width, N),
             "usage": zeros(N),
-            "link": zeros(N, N),
+            "link": link,
             "precedence": zeros(N),
             "read_w": zeros(R, N),
             "write_w": zeros(N),
@@ -96,10 +110,14 @@ class DNCMemory(AbstractDevice):
         )
         memory = dnc.erase_and_add(memory, write_w, iface["erase"], iface["write_vector"])
         # temporal links
-        link = dnc.link_update(state["link"], write_w, state["precedence"])
+        if self.sparse_links is None:
+            link = dnc.link_update(state["link"], write_w, state["precedence"])
+            forward, backward = dnc.directional_weights(link, prev_read_w)
+        else:
+            link = dnc.sparse_link_update(state["link"], write_w, state["precedence"])
+            forward, backward = dnc.sparse_directional_weights(link, prev_read_w)
         precedence = dnc.precedence_update(state["precedence"], write_w)
         # read: backward / content in the written memory / forward
-        forward, backward = dnc.directional_weights(link, prev_read_w)
         keys, strengths = iface["read_keys"], iface["read_strengths"]
         read_content = jnp.stack(
             [dnc.content_weights(memory, keys[h], strengths[h]) for h in range(self.read_heads)]

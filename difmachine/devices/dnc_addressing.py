@@ -136,6 +136,80 @@ def read_weights(
     return modes[:, 0:1] * backward + modes[:, 1:2] * content + modes[:, 2:3] * forward
 
 
+# -- sparse links (Rae et al. 2016) ----------------------------------------------------------------
+
+
+def sparse_link_init(slots: int, k: int) -> dict:
+    """An empty K-sparse link matrix: ``out_idx, out_val [N, K]`` hold row ``i``'s entries
+    ``L[i, out_idx[i, k]] = out_val[i, k]`` (the slots written before ``i``), ``in_idx, in_val``
+    column ``j``'s entries ``L[in_idx[j, k], j] = in_val[j, k]`` (the slots written after ``j``).
+    A zero value is an empty entry."""
+    idx = jnp.zeros((slots, k), jnp.int32)
+    val = jnp.zeros((slots, k), jnp.float32)
+    return {"out_idx": idx, "out_val": val, "in_idx": idx, "in_val": val}
+
+
+def _merge(old_idx, old_val, new_idx, new_val):
+    """One row of a sparse table: add the ``new`` entries (distinct indices) to the ``old`` ones
+    (distinct indices among the non-empty), summing entries with the same index, and keep the K
+    largest."""
+    live = jnp.where(old_val > 0, old_idx, -1)
+    same = live[:, None] == new_idx[None, :]  # [K old, K new]
+    old_val = old_val + jnp.sum(jnp.where(same, new_val[None, :], 0.0), axis=1)
+    new_val = jnp.where(jnp.any(same, axis=0), 0.0, new_val)
+    idx = jnp.concatenate([old_idx, new_idx])
+    val, keep = lax.top_k(jnp.concatenate([old_val, new_val]), old_idx.shape[0])
+    return idx[keep], val
+
+
+def sparse_link_update(links: dict, weights: Weights, prev_precedence: Weights) -> dict:
+    """The link update of :func:`link_update` on a K-sparse link matrix (Rae et al. 2016,
+    "Scaling memory-augmented neural networks with sparse reads and writes", the SDNC).
+
+    Every stored entry decays by ``(1 - w[i] - w[j])`` (``O(N K)``); the new entries
+    ``w[i] p_{t-1}[j]`` are added only for the K largest write weights ``i`` and the K largest
+    precedences ``j`` (``i != j``); each row and column keeps its K largest entries. A step is
+    ``O(N K + N log K + K^3)`` instead of ``O(N^2)``. With ``K = N`` it equals the dense
+    update. Rows and columns still sum to at most 1 (truncation only removes mass)."""
+    k = links["out_idx"].shape[1]
+    out_val = links["out_val"] * (1.0 - weights[:, None] - weights[links["out_idx"]])
+    in_val = links["in_val"] * (1.0 - weights[links["in_idx"]] - weights[:, None])
+    w_val, w_idx = lax.top_k(weights, k)
+    p_val, p_idx = lax.top_k(prev_precedence, k)
+    w_idx, p_idx = w_idx.astype(jnp.int32), p_idx.astype(jnp.int32)
+    new = w_val[:, None] * p_val[None, :] * (w_idx[:, None] != p_idx[None, :])  # [K rows, K cols]
+    rows_idx, rows_val = jax.vmap(_merge)(
+        links["out_idx"][w_idx], out_val[w_idx], jnp.broadcast_to(p_idx, (k, k)), new
+    )
+    cols_idx, cols_val = jax.vmap(_merge)(
+        links["in_idx"][p_idx], in_val[p_idx], jnp.broadcast_to(w_idx, (k, k)), new.T
+    )
+    return {
+        "out_idx": links["out_idx"].at[w_idx].set(rows_idx),
+        "out_val": out_val.at[w_idx].set(rows_val),
+        "in_idx": links["in_idx"].at[p_idx].set(cols_idx),
+        "in_val": in_val.at[p_idx].set(cols_val),
+    }
+
+
+def sparse_directional_weights(links: dict, prev_read_weights: jax.Array) -> tuple:
+    """:func:`directional_weights` on a K-sparse link matrix, ``O(R N K)``: forward
+    ``f[i] = sum_k out_val[i, k] w[out_idx[i, k]]``, backward
+    ``b[j] = sum_k in_val[j, k] w[in_idx[j, k]]``. Returns ``(forward, backward)``."""
+    forward = jnp.sum(links["out_val"][None] * prev_read_weights[:, links["out_idx"]], axis=-1)
+    backward = jnp.sum(links["in_val"][None] * prev_read_weights[:, links["in_idx"]], axis=-1)
+    return forward, backward
+
+
+def sparse_link_dense(links: dict) -> jax.Array:
+    """The ``[N, N]`` matrix of the row table (for tests and traces)."""
+    n = links["out_idx"].shape[0]
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], links["out_idx"].shape)
+    return (
+        jnp.zeros((n, n), links["out_val"].dtype).at[rows, links["out_idx"]].add(links["out_val"])
+    )
+
+
 def read(memory: jax.Array, weights: jax.Array) -> jax.Array:
     """Read vectors ``r^i_t = M_t^T w^{r,i}_t``: ``[R, W]`` from a ``[W, N]`` memory."""
     return weights @ memory.T
@@ -156,4 +230,8 @@ __all__ = [
     "directional_weights",
     "read_weights",
     "read",
+    "sparse_link_init",
+    "sparse_link_update",
+    "sparse_directional_weights",
+    "sparse_link_dense",
 ]
