@@ -91,7 +91,9 @@ class DNCMemory(AbstractDevice):
             "usage": TraceField("heatmap", "usage u"),
             "write_weights": TraceField("heatmap", "write weighting"),
             "read_weights": TraceField("heatmap", "read head {head} weighting"),
-            "read_modes": TraceField("options", "read head {head} mode", options=READ_MODES),
+            "read_modes": TraceField(
+                "options", "read head {head} mode", axis="mode", options=READ_MODES
+            ),
             "free_gates": TraceField("scalars", "free gate f"),
             "allocation_gate": TraceField("scalars", "allocation gate"),
             "write_gate": TraceField("scalars", "write gate"),
