@@ -26,6 +26,7 @@ FAMILIES = {
     "memory network": "memn2n_babi.py",
     "neural programmer": "neural_programmer_table.py",
     "neural gpu": "neural_gpu_add.py",  # ~3 s/step on a loaded 2-core CPU: use --max-steps
+    "dnc": "dnc_copy.py",
 }
 
 

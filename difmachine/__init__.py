@@ -14,6 +14,7 @@ from .controllers import RNN as RNN
 from .devices import ARITHMETIC_OPS as ARITHMETIC_OPS
 from .devices import TABLE_OPS as TABLE_OPS
 from .devices import Attention as Attention
+from .devices import DNCMemory as DNCMemory
 from .devices import JoulinStack as JoulinStack
 from .devices import NeuralDeque as NeuralDeque
 from .devices import NeuralQueue as NeuralQueue
