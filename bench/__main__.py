@@ -15,7 +15,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
-              "families", "flags")  # fmt: skip
+              "families", "flags", "sweep_throughput")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

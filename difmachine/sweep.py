@@ -326,12 +326,6 @@ def sweep(
         raise DifmachineError(f"--jobs must be at least 1, got {jobs}")
     program = load_program(program_file, overrides).replace(steps=steps)
     mode = "processes" if processes else "vmap"
-    fallback = None
-    if not processes:
-        fallback = _vmap_problem(program, len(seeds))
-        if fallback:
-            console.print(f"[yellow]{fallback}: running the seeds as processes instead")
-            mode = "processes"
     per_seed = {int(k): v for k, v in previous.get("records", {}).items()}
     records = [read_seed(seed_dir(out, s), program.replace(seed=s), per_seed.get(s)) for s in seeds]
     out.mkdir(parents=True, exist_ok=True)
@@ -367,9 +361,14 @@ def sweep(
         f"{program.batch_size} sequences each, saving to {out}"
     )
     t0 = time.perf_counter()
+    interrupted = None
     if mode == "vmap":
-        interrupted = _run_vmapped(program, program_file, name, out, records, console)
-    else:
+        try:
+            interrupted = _run_vmapped(program, program_file, name, out, records, console)
+        except _NoVmap as e:
+            console.print(f"[yellow]{e}: running the seeds as processes instead")
+            state["mode"] = mode = "processes"
+    if interrupted is None:
         interrupted = _run_processes(
             program_file, program, out, records, console, jobs=jobs, overrides=program.overrides
         )
@@ -387,19 +386,9 @@ def sweep(
     return payload
 
 
-def _vmap_problem(program: Program, n: int) -> str | None:
-    """Why the seeds cannot share one vmapped step (``None`` when they can): traced, not run."""
-    model = build(program)
-    params, static = eqx.partition(model, eqx.is_array)
-    opt_state = program.optimizer.init(params)
-    batch = program.task.sample(batch_rng(0, 0), program.batch_size)
-    step = _many_step(make_train_step(program.task, program.optimizer, program.chunk), static)
-    stack = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * n), tree)
-    try:
-        jax.eval_shape(step, stack(params), stack(opt_state), stack(batch), jnp.ones(n, dtype=bool))
-    except Exception as e:  # noqa: BLE001 - e.g. a primitive without a batching rule
-        return f"the step does not vmap over seeds ({type(e).__name__}: {str(e)[:120]})"
-    return None
+class _NoVmap(Exception):
+    """The machine's train step does not vmap over seeds (e.g. a primitive without a batching
+    rule): the sweep falls back to one process per seed."""
 
 
 def _many_step(train_step, static):
@@ -454,25 +443,76 @@ def evaluate_seeds(eval_fn, params, task, data_seeds: list[int], samples: int) -
     return [{key: v / samples for key, v in t.items()} for t in totals]
 
 
+_FUNCTIONS: dict = {}  # a sweep resumed in the same process (tests) reuses its compiled step
+
+
+def _functions(program: Program, program_file: Path, static):
+    """The jitted vmapped train and evaluation steps, one pair per program file text and
+    overrides (which determine task, optimizer and machine)."""
+    key = (program_file.read_text(), json.dumps(program.overrides, sort_keys=True))
+    if key not in _FUNCTIONS:
+        task = program.task
+        train_step = make_train_step(task, program.optimizer, program.chunk)
+        eval_step = make_eval_step(task)
+        _FUNCTIONS.clear()
+        _FUNCTIONS[key] = (
+            jax.jit(_many_step(train_step, static), donate_argnums=(0, 1)),
+            jax.jit(jax.vmap(lambda p, b: eval_step(eqx.combine(p, static), b))),
+        )
+    return _FUNCTIONS[key]
+
+
 def _run_vmapped(program, program_file, name, out, records, console) -> bool:
-    """Train every not-done seed in one vmapped step; returns whether it was interrupted."""
+    """Train every unfinished seed in one vmapped step; returns whether it was interrupted.
+
+    The seeds still training form the *group* the step is vmapped over. A seed that finishes
+    (target met, or budget spent) is frozen by the step's mask; once a quarter of the group has
+    finished, the group shrinks to the seeds still training (one more compile at the new
+    width), so finished seeds stop costing compute: on a CPU the step is compute-bound and
+    ``n`` seeds cost ``n`` times one."""
     task, optimizer, main = program.task, program.optimizer, program.task.main_metric
-    seeds = [r.seed for r in records]
-    programs = [program.replace(seed=s) for s in seeds]
-    dirs = [seed_dir(out, s) for s in seeds]
-    params, opts, best = [], [], []
-    static = None
-    for p, d, r in zip(programs, dirs, records):
-        model = build(p)
+    programs = [program.replace(seed=r.seed) for r in records]
+    dirs = [seed_dir(out, r.seed) for r in records]
+    group = [i for i, r in enumerate(records) if not r.done]
+    if not group:
+        return False
+    params, opts, static = [], [], None
+    for i in group:
+        model = build(programs[i])
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-        if (d / CHECKPOINT).exists():
+        if (dirs[i] / CHECKPOINT).exists():
             (model, opt_state), header = checkpoint.load(
-                d / CHECKPOINT, (model, opt_state), p.fingerprint()
+                dirs[i] / CHECKPOINT, (model, opt_state), programs[i].fingerprint()
             )
-            r.step = int(header["step"])
-        elif (d / BEST).exists():
+            records[i].step = int(header["step"])
+        p_arrays, static = eqx.partition(model, eqx.is_array)
+        params.append(p_arrays)
+        opts.append(opt_state)
+    # stacked on the host: stacking on the device would compile one op per leaf shape
+    stack = lambda trees: jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *trees)
+    params, opts = stack(jax.device_get(params)), stack(jax.device_get(opts))
+    step_fn, eval_fn = _functions(program, program_file, static)
+
+    def batches_of(group):
+        return _stack_batches(
+            [
+                task.sample(batch_rng(records[i].seed, records[i].step), program.batch_size)
+                for i in group
+            ]
+        )
+
+    try:  # traced (not compiled) before any file is touched, so a fallback starts clean
+        step_fn.trace(params, opts, batches_of(group), jnp.ones(len(group), bool))
+    except Exception as e:  # noqa: BLE001 - e.g. a primitive without a batching rule
+        raise _NoVmap(
+            f"the train step does not vmap over seeds ({type(e).__name__}: {str(e)[:200]})"
+        ) from e
+    best = {}
+    for i in group:
+        d = dirs[i]
+        if not (d / CHECKPOINT).exists() and (d / BEST).exists():
             (d / BEST).unlink()  # left by a run whose checkpoint was deleted: not this run's
-        best.append(
+        best[i] = (
             checkpoint.read_header(d / BEST).get("eval", {}).get(main)
             if (d / BEST).exists()
             else None
@@ -480,29 +520,21 @@ def _run_vmapped(program, program_file, name, out, records, console) -> bool:
         d.mkdir(parents=True, exist_ok=True)
         if program_file.resolve() != (d / PROGRAM_COPY).resolve():
             shutil.copyfile(program_file, d / PROGRAM_COPY)
-        p_arrays, static = eqx.partition(model, eqx.is_array)
-        params.append(p_arrays)
-        opts.append(opt_state)
-    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-    params, opts = stack(params), stack(opts)
-    step_fn = jax.jit(
-        _many_step(make_train_step(task, optimizer, program.chunk), static), donate_argnums=(0, 1)
-    )
-    eval_step = make_eval_step(task)
-    eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(eqx.combine(p, static), b)))
-    logs = [open(d / METRICS, "a") for d in dirs]
-    windows: list[list[dict]] = [[] for _ in seeds]
-    pending: list[tuple[dict, np.ndarray]] = []
-    wall0 = [r.wall_time for r in records]
-    for r in records:
-        if not r.done:
-            r.status = "compiling"
+        records[i].status = "compiling"
+    logs = {i: open(dirs[i] / METRICS, "a") for i in group}
+    windows: dict[int, list[dict]] = {i: [] for i in group}
+    pending: list[tuple[dict, list[int]]] = []  # (metrics of a step, the seeds it trained)
+    wall0 = {i: records[i].wall_time for i in group}
     t0 = time.perf_counter()
     window_start, window_steps = t0, 0
+    host = {}  # the stacked state fetched once per step, for however many seeds save
 
     def seed_state(i):
-        take = lambda tree: jax.tree.map(lambda x: x[i], tree)
-        return (eqx.combine(take(params), static), take(opts))
+        if not host:
+            host["state"] = jax.device_get((params, opts))
+        k = group.index(i)
+        take = lambda tree: jax.tree.map(lambda x: np.asarray(x[k]), tree)
+        return (eqx.combine(take(host["state"][0]), static), take(host["state"][1]))
 
     def save(i, path=None, **extra):
         p = programs[i]
@@ -517,76 +549,73 @@ def _run_vmapped(program, program_file, name, out, records, console) -> bool:
         }
         checkpoint.save(path or dirs[i] / CHECKPOINT, seed_state(i), header)
 
+    def flush_pending():
+        nonlocal pending
+        for metrics, trained in jax.device_get(pending):
+            for k, i in enumerate(group):
+                if i in trained:
+                    windows[i].append({key: float(v[k]) for key, v in metrics.items()})
+        pending = []
+
     live = Live(seeds_table(records, main), console=console, refresh_per_second=2, transient=True)
     interrupted = False
     try:
         with _Stop() as stop, live:
             while True:
-                active = np.array([not r.done for r in records])
-                if not active.any():
+                training = [i for i in group if not records[i].done]
+                if not training:
                     break
                 if stop.requested:
                     interrupted = True
                     break
-                batches = _stack_batches(
-                    [
-                        task.sample(batch_rng(s, records[i].step), program.batch_size)
-                        for i, s in enumerate(seeds)
-                    ]
+                if len(group) - len(training) >= max(1, len(group) / 4):
+                    flush_pending()  # its metrics are indexed by the old group
+                    keep = [group.index(i) for i in training]
+                    state = jax.device_get((params, opts))
+                    params, opts = jax.tree.map(lambda x: jnp.asarray(x[keep]), state)
+                    group = training
+                    host.clear()
+                active = np.array([not records[i].done for i in group])
+                params, opts, metrics = step_fn(
+                    params, opts, batches_of(group), jnp.asarray(active)
                 )
-                params, opts, metrics = step_fn(params, opts, batches, jnp.asarray(active))
-                pending.append((metrics, active))
+                host.clear()
+                pending.append((metrics, training))
                 window_steps += 1
                 now = time.perf_counter()
-                for i in np.flatnonzero(active):
+                for i in training:
                     records[i].step += 1
                     records[i].wall_time = wall0[i] + now - t0
-                stepped = [i for i in np.flatnonzero(active)]
                 to_log = [
                     i
-                    for i in stepped
+                    for i in training
                     if records[i].step % program.log_every == 0 or records[i].step == program.steps
                 ]
                 if to_log:
-                    for m, act in jax.device_get(pending):
-                        for i in np.flatnonzero(act):
-                            windows[i].append({k: float(v[i]) for k, v in m.items()})
-                    pending = []
+                    flush_pending()
                     rate = window_steps * program.batch_size / (now - window_start)
                     window_start, window_steps = now, 0
                     for i in to_log:
-                        window = windows[i]
+                        window, windows[i] = windows[i], []
                         last = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                        windows[i] = []
                         r = records[i]
                         r.refused += int(sum(w["refused"] for w in window))
                         r.loss, r.metric, r.status = last["loss"], last[main], "training"
                         row = {"step": r.step, "time": time.time(), "seq_per_s": rate, **last}
                         logs[i].write(json.dumps(row) + "\n")
                         logs[i].flush()
-                    live.update(
-                        seeds_table(
-                            records,
-                            main,
-                            title=f"{name}: {rate * int(active.sum()):.0f} seq/s over "
-                            f"{int(active.sum())} seeds",
-                        )
-                    )
+                    title = f"{name}: {rate * len(training):.0f} seq/s over {len(training)} seeds"
+                    live.update(seeds_table(records, main, title=title))
                 to_eval = [
                     i
-                    for i in stepped
+                    for i in training
                     if records[i].step % program.eval_every == 0 or records[i].step == program.steps
                 ]
                 if to_eval:
-                    evals = evaluate_seeds(
-                        eval_fn,
-                        params,
-                        task,
-                        [(s + r.step) for s, r in zip(seeds, records)],
-                        program.eval_samples,
-                    )
+                    data_seeds = [records[i].seed + records[i].step for i in group]
+                    evals = evaluate_seeds(eval_fn, params, task, data_seeds, program.eval_samples)
                     for i in to_eval:
-                        r, ev = records[i], evals[i]
+                        r, ev = records[i], evals[group.index(i)]
                         logs[i].write(
                             json.dumps({"step": r.step, "time": time.time(), "eval": ev}) + "\n"
                         )
@@ -601,21 +630,22 @@ def _run_vmapped(program, program_file, name, out, records, console) -> bool:
                             save(i)
                     live.update(seeds_table(records, main, title=f"{name}: evaluated"))
                     window_start = time.perf_counter()
-                for i in stepped:
+                for i in training:
                     r = records[i]
                     if r.step >= program.steps and not r.done:
                         r.done, r.status = True, "budget spent"
                         save(i)
                     elif r.step % program.checkpoint_every == 0 and r.solved_step != r.step:
                         save(i)
+                if host:  # something was saved: don't count checkpoint I/O in seq/s
+                    window_start = time.perf_counter()
             if interrupted:
-                for i, r in enumerate(records):
-                    if not r.done:
+                for i in group:
+                    if not records[i].done:
                         save(i)
-                        r.status = "interrupted"
-            live.update(seeds_table(records, main))
+                        records[i].status = "interrupted"
     finally:
-        for log in logs:
+        for log in logs.values():
             log.close()
     return interrupted
 
