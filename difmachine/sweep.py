@@ -303,7 +303,14 @@ def sweep(
             raise DifmachineError(
                 f"{out} holds no sweep ({SWEEP_FILE} missing); leave out --resume to start one"
             )
-        previous = json.loads(state_path.read_text())
+        try:
+            previous = json.loads(state_path.read_text())
+            previous["seeds"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DifmachineError(
+                f"{state_path} is corrupt; resume each seed with `difmachine run --resume` or "
+                "start a new sweep with another --out"
+            ) from None
         if seeds is not None and seeds != previous["seeds"]:
             raise DifmachineError(
                 f"{out} is a sweep over seeds {previous['seeds']}, not {seeds}; leave out --seeds "
@@ -364,7 +371,15 @@ def sweep(
     interrupted = None
     if mode == "vmap":
         try:
-            interrupted = _run_vmapped(program, program_file, name, out, records, console)
+            interrupted = _run_vmapped(
+                program,
+                program_file,
+                name,
+                out,
+                records,
+                console,
+                saved=lambda: save_state("running", time.perf_counter() - t0),
+            )
         except _NoVmap as e:
             console.print(f"[yellow]{e}: running the seeds as processes instead")
             state["mode"] = mode = "processes"
@@ -462,7 +477,7 @@ def _functions(program: Program, program_file: Path, static):
     return _FUNCTIONS[key]
 
 
-def _run_vmapped(program, program_file, name, out, records, console) -> bool:
+def _run_vmapped(program, program_file, name, out, records, console, saved=None) -> bool:
     """Train every unfinished seed in one vmapped step; returns whether it was interrupted.
 
     The seeds still training form the *group* the step is vmapped over. A seed that finishes
@@ -637,7 +652,9 @@ def _run_vmapped(program, program_file, name, out, records, console) -> bool:
                         save(i)
                     elif r.step % program.checkpoint_every == 0 and r.solved_step != r.step:
                         save(i)
-                if host:  # something was saved: don't count checkpoint I/O in seq/s
+                if host:  # something was saved: note it in sweep.json; don't count it in seq/s
+                    if saved is not None:
+                        saved()
                     window_start = time.perf_counter()
             if interrupted:
                 for i in group:

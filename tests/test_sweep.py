@@ -1,6 +1,8 @@
+import io
 import json
 import os
 import signal
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -180,3 +182,30 @@ def test_bad_seeds_are_a_one_line_error(tmp_path, text, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
     assert "--seeds N" in lines[0]
+
+
+def test_a_step_that_does_not_vmap_falls_back_to_one_process_per_seed(tmp_path, monkeypatch):
+    """The processes path: each seed a `difmachine run` child (2 at a time), the same files."""
+
+    class NoBatchingRule:
+        def trace(self, *args):
+            raise NotImplementedError("Batching rule for 'custom_thing' not implemented")
+
+    monkeypatch.setattr(sweep_mod, "_functions", lambda *a: (NoBatchingRule(), None))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(sweep_mod.__file__).parents[1])]))
+    path = write_program(tmp_path / "p.py", steps=3)
+    out = io.StringIO()
+    result = sweep(path, [0, 2], tmp_path / "sw", console=Console(file=out, width=200))
+    assert "does not vmap over seeds" in out.getvalue() and "custom_thing" in out.getvalue()
+    assert result["mode"] == "processes" and not result["interrupted"]
+    for s in ("0", "2"):
+        record = result["records"][s]
+        assert record["step"] == 3 and record["done"] and record["eval"] is not None, record
+        header = checkpoint.read_header(tmp_path / "sw" / f"seed_{s}" / CHECKPOINT)
+        assert header["settings"]["seed"] == int(s) and header["step"] == 3
+    # resuming a finished sweep starts nothing and keeps the records
+    again = sweep(path, None, tmp_path / "sw", resume=True, console=quiet())
+    assert [again["records"][s]["step"] for s in ("0", "2")] == [3, 3]
+    assert [again["records"][s]["eval"] for s in "02"] == [
+        result["records"][s]["eval"] for s in "02"
+    ]
