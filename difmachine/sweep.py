@@ -9,10 +9,13 @@ a single run of seed ``s`` samples), so seed ``s`` of a sweep follows the trajec
 machine whose step ``vmap`` cannot batch) each seed is a ``difmachine run`` process, a few at a
 time.
 
-A seed that reaches the program's target is *frozen*: a mask keeps its parameters and optimizer
-state from that step on. It still costs its share of each vmapped step, but its run directory
-then holds exactly what a single run (which stops at the target) would hold, so the checkpoint,
-the step and the evaluation to solve are the same whichever way the seed was trained.
+A seed that reaches the program's target is *frozen*, not kept training: a mask keeps its
+parameters and optimizer state from that step on, so its run directory holds exactly what a
+single run (which stops at the target) would hold, whichever way the seed was trained, and
+``eval``/``trace`` show the model that met the target rather than a later one. A frozen seed
+still costs its share of each vmapped step (on a CPU the step is compute-bound: ``n`` seeds cost
+about ``n`` single steps), so once a quarter of the seeds in the vmapped group have finished, the
+group shrinks to the seeds still training (one compile per new width, at most a handful).
 
 Every seed's directory ``DIR/seed_<s>`` is a normal run directory (``checkpoint.eqx`` with the
 header ``train`` writes, ``best.eqx``, ``metrics.jsonl``, ``program.py``): ``difmachine eval`` and

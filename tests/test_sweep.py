@@ -111,13 +111,17 @@ def test_a_solved_seed_is_frozen_and_interruption_then_resume_loses_nothing(tmp_
         b, hb = state_of(tmp_path / "cut" / f"seed_{s}", p)
         assert ha["step"] == hb["step"] == (10 if s == 1 else 20)
         testing.assert_trees_close(a, b, rtol=0, atol=0, what=f"seed {s}")
-    # the frozen seed is the single run that stopped at the target
-    monkeypatch.setattr("difmachine.training.evaluate", lambda *a, **k: {"bit_errors": 0.0})
-    train(program.replace(seed=1), tmp_path / "single", console=quiet())
-    a, ha = state_of(tmp_path / "single", program.replace(seed=1))
-    b, hb = state_of(tmp_path / "whole" / "seed_1", program.replace(seed=1))
-    assert ha["step"] == hb["step"] == 10
-    testing.assert_trees_close(a, b, rtol=1e-4, atol=1e-5, what="frozen seed")
+    # the frozen seed is the single run that stopped at the target; seed 2, which moved from
+    # position 2 to 1 when the group shrank to the seeds still training, is its single run too
+    for s, score, steps in ((1, 0.0, 10), (2, 9.0, 20)):
+        monkeypatch.setattr(
+            "difmachine.training.evaluate", lambda *a, score=score, **k: {"bit_errors": score}
+        )
+        train(program.replace(seed=s), tmp_path / f"single{s}", console=quiet())
+        a, ha = state_of(tmp_path / f"single{s}", program.replace(seed=s))
+        b, hb = state_of(tmp_path / "whole" / f"seed_{s}", program.replace(seed=s))
+        assert ha["step"] == hb["step"] == steps
+        testing.assert_trees_close(a, b, rtol=1e-4, atol=1e-5, what=f"seed {s}")
 
 
 def test_summary_of_a_scripted_sweep():
