@@ -16,7 +16,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
-              "families", "flags", "halting", "dnc_scaling")  # fmt: skip
+              "families", "flags", "halting", "dnc_scaling", "sweep_throughput")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

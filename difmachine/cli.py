@@ -144,6 +144,56 @@ def run(
 
 @app.command()
 @_user_errors
+def sweep(
+    program_file: Annotated[Path, typer.Argument(help="A program file, e.g. programs/ntm_copy.py")],
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="N (seeds 0..N-1), a list 3,5,9 or a range 10-17."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps per seed (overrides the program).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Sweep directory (default runs/<program>_sweep).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue every seed from its last checkpoint.")
+    ] = False,
+    processes: Annotated[
+        bool,
+        typer.Option("--processes", help="One `difmachine run` process per seed, not one vmap."),
+    ] = False,
+    jobs: Annotated[int, typer.Option(help="With --processes: how many run at a time.")] = 2,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
+    ] = None,
+):
+    """Train N seeds of a program (one vmapped function), then its success rate and spread."""
+    from .program import parse_overrides
+    from .sweep import parse_seeds
+    from .sweep import sweep as run_sweep
+
+    if steps is not None and steps < 1:
+        raise DifmachineError(f"--steps must be at least 1, got {steps}")
+    seed_list = parse_seeds(seeds) if seeds is not None or not resume else None
+    result = run_sweep(
+        program_file,
+        seed_list,
+        out if out is not None else Path("runs") / f"{_program_name(program_file)}_sweep",
+        overrides=parse_overrides(set_),
+        steps=steps,
+        resume=resume,
+        processes=processes,
+        jobs=jobs,
+        console=console,
+        name=_program_name(program_file),
+    )
+    if result["interrupted"]:
+        raise typer.Exit(130)
+
+
+@app.command()
+@_user_errors
 def show(
     program_file: Annotated[Path, typer.Argument(help="A program file.")],
     set_: Annotated[
