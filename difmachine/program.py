@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -94,6 +95,13 @@ class Program:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 kind = "a positive integer" + (" or None" if optional else "")
                 raise ProgramError(f"Program {name} must be {kind}, got {value!r}")
+        if self.target is not None and (
+            not isinstance(self.target, (int, float)) or isinstance(self.target, bool)
+        ):
+            raise ProgramError(
+                f"Program target must be a number (the main metric to stop at) or None, "
+                f"got {self.target!r}"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ProgramError(f"Program seed must be a non-negative integer, got {self.seed!r}")
 
@@ -145,7 +153,10 @@ def param(name: str, default):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
-        return kind(text)
+        value = kind(text)
+        if kind is float and not math.isfinite(value):
+            raise ProgramError(f"--set {name}={text}: expected a finite number like {default!r}")
+        return value
     except ValueError:
         raise ProgramError(
             f"--set {name}={text}: expected a {kind.__name__} like {default!r}"
