@@ -237,7 +237,8 @@ def train(
     evaluation had the lowest main metric so far, so a late collapse of training cannot take the
     best model with it. ``checkpoint.eqx`` is always written first, and never with non-finite
     parameters: a step that would make them non-finite is refused, and ``max_refused`` refused
-    steps in a row (or a run whose every step was refused) stop the run with an error.
+    steps in a row (fewer in a short run, or a run whose every step was refused) stop the run
+    with an error.
 
     The run holds the directory's lock while it writes (a second run gets an error). Failing to
     write (disk full, read-only) stops the run with an error; the last checkpoint stays intact.
@@ -387,6 +388,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
     eval_step = make_eval_step(task)
     main = task.main_metric
     step, refused, streak, last, solved = start, 0, 0, {}, False
+    # refused steps in a row that stop the run: max_refused, fewer in a short run (not < 5)
+    stuck = min(max_refused, max(5, (program.steps - start) // 2))
     stop_signal = None
     t0 = time.perf_counter()
 
@@ -437,9 +440,7 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)
                     record({"step": step, "time": time.time(), "seq_per_s": rate, **last})
-                    if streak >= max_refused or (
-                        streak and step == program.steps and streak == step - start
-                    ):
+                    if streak >= stuck or (step == program.steps and streak == step - start):
                         save(step)  # the last good parameters: refused steps changed nothing
                         raise DifmachineError(
                             f"{streak} steps in a row refused as non-finite (loss, gradient or "
