@@ -29,19 +29,88 @@ def _program_name(path: Path) -> str:
 
 
 def _user_errors(command):
-    """Report a user mistake as one line on stderr with exit code 2, never a traceback."""
+    """Report a user mistake as one line on stderr with exit code 2, never a traceback; Ctrl-C
+    (also during start-up, before a run can save anything) exits 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except DifmachineError as e:
-            err_console.print(
-                f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(2) from None
+            _error(str(e))
+        except MemoryError:
+            _error("out of memory: use a smaller --batch-size, --samples or length")
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _error(message: str):
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+MAX_SEED = 2**63 - 1  # what JAX's PRNGKey takes
+MAX_BATCH = 1 << 20
+MAX_LENGTH = 100_000  # sequence length of eval/trace: beyond this, memory runs out first
+
+
+def _check_at_most(option: str, value: int | None, high: int, low: int | None = None) -> None:
+    """Too large to be meant (and an overflow or an out-of-memory crash later): one line now.
+    Too small is the Program's check, unless ``low`` is given."""
+    if low is not None and value is not None and value < low:
+        raise DifmachineError(f"{option} must be at least {low}, got {value}")
+    if value is not None and value > high:
+        raise DifmachineError(f"{option} must be at most {high:,}, got {value:,}")
+
+
+def _writable_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and check a file can be written in it (before the model is built)."""
+    import tempfile
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir, prefix=".write-check."):
+            pass
+    except OSError as e:
+        raise DifmachineError(
+            f"--out {run_dir}: cannot write there ({e.strerror or e}); choose another directory"
+        ) from None
+
+
+def _resume_settings(run_dir: Path, overrides: dict, seed, batch_size, steps):
+    """What a resumed run was started with; a flag that contradicts it is an error."""
+    from . import checkpoint
+    from .rundir import CHECKPOINT
+
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return overrides, seed, batch_size, steps  # train() explains what is there instead
+    settings = checkpoint.read_header(path).get("settings", {})
+    recorded = settings.get("overrides", {})
+    for name, value in overrides.items():
+        if name != "steps" and name in recorded and recorded[name] != value:
+            raise DifmachineError(
+                f"--set {name}={value} conflicts with the run's {name}={recorded[name]}: "
+                "--resume continues the run as it was started; leave it out or use another --out"
+            )
+    for option, given, name in (
+        ("--seed", seed, "seed"),
+        ("--batch-size", batch_size, "batch_size"),
+    ):
+        if given is not None and settings.get(name) is not None and given != settings[name]:
+            raise DifmachineError(
+                f"{option} {given} conflicts with the run's {settings[name]}: --resume continues "
+                "the run as it was started; leave it out or use another --out"
+            )
+    return (
+        {**recorded, **overrides},
+        settings.get("seed", seed) if seed is None else seed,
+        settings.get("batch_size") if batch_size is None else batch_size,
+        settings.get("steps") if steps is None and "steps" not in overrides else steps,
+    )
 
 
 @app.command()
@@ -82,8 +151,15 @@ def run(
         int | None, typer.Option(help="Multi-host: this process's rank, 0..N-1.")
     ] = None,
 ):
-    """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves)."""
+    """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
+
+    ``--resume`` continues the run with everything it was started with (seed, batch size,
+    steps, --set parameters); pass --steps to extend it."""
     from . import parallel
+
+    _check_at_most("--seed", seed, MAX_SEED)
+    _check_at_most("--batch-size", batch_size, MAX_BATCH)
+    _check_at_most("--steps", steps, MAX_SEED)
 
     # before anything runs JAX: joining a multi-host job and splitting the CPU must come first
     parallel.initialize(
@@ -91,18 +167,20 @@ def run(
     )
     import jax
 
-    from . import checkpoint
     from .program import load_program, parse_overrides
-    from .rundir import CHECKPOINT
     from .training import train
 
     name = _program_name(program_file)
     run_dir = out if out is not None else Path("runs") / name
     overrides = parse_overrides(set_)
-    if resume and not overrides and (run_dir / CHECKPOINT).exists():  # resume as it was started
-        overrides = (
-            checkpoint.read_header(run_dir / CHECKPOINT).get("settings", {}).get("overrides", {})
+    if resume:
+        overrides, seed, batch_size, steps = _resume_settings(
+            run_dir, overrides, seed, batch_size, steps
         )
+    elif (not program_file.exists()) or program_file.is_dir():
+        pass  # load_program says what is wrong with it
+    else:
+        _writable_dir(run_dir)
     program = load_program(program_file, overrides).replace(
         steps=steps, batch_size=batch_size, seed=seed
     )
@@ -128,7 +206,7 @@ def run(
         parallel=layout,
     )
     if layout is not None and not layout.is_main:
-        raise typer.Exit(130 if result.interrupted else 0)
+        raise typer.Exit(128 + int(result.signal) if result.interrupted else 0)
     main = program.task.main_metric
     final = result.metrics.get(f"eval_{main}", result.metrics.get(main))
     final_text = f"{main} {final:.4g}" if final is not None else "no steps run"
@@ -139,7 +217,7 @@ def run(
         + (f", {result.refused} non-finite steps refused" if result.refused else "")
     )
     if result.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(128 + int(result.signal or 2))  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 @app.command()
@@ -228,6 +306,19 @@ def show(
 BestCheckpoint = Annotated[
     bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
 ]
+# loading a run executes its program.py: only a signed one (written by a run on this machine)
+# unless the user says so
+Trust = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Execute the run's program.py even though no run on this machine wrote it.",
+    ),
+]
+ProgramFile = Annotated[
+    Path | None,
+    typer.Option("--program", help="Build the run's machine from this program file instead."),
+]
 
 
 def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | None]:
@@ -239,8 +330,8 @@ def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | N
             raise DifmachineError(
                 f"--lengths takes comma-separated integers like 10,20,40, got {text!r}"
             ) from None
-    if any(n < 1 for n in lengths):
-        raise DifmachineError(f"lengths must be at least 1, got {lengths}")
+    if any(n < 1 or n > MAX_LENGTH for n in lengths):
+        raise DifmachineError(f"lengths must be between 1 and {MAX_LENGTH:,}, got {lengths}")
     return lengths or [None]
 
 
@@ -267,6 +358,8 @@ def eval_(
         ),
     ] = None,
     best: BestCheckpoint = False,
+    trust: Trust = False,
+    program_file: ProgramFile = None,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
     from .plotting import plot_generalization
@@ -276,8 +369,12 @@ def eval_(
 
     if samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
+    _check_at_most("--samples", samples, MAX_SEED)
+    _check_at_most("--seed", seed, MAX_SEED, low=0)
     wanted = _parse_lengths(lengths, length)
-    program, model, header = load_run(run_dir, parse_overrides(set_), best=best)
+    program, model, header = load_run(
+        run_dir, parse_overrides(set_), best=best, trust=trust, program_file=program_file
+    )
     name = program.task.length_name
     with console.status("evaluating..."):
         rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
@@ -326,6 +423,8 @@ def trace(
         ),
     ] = None,
     best: BestCheckpoint = False,
+    trust: Trust = False,
+    program_file: ProgramFile = None,
 ):
     """Run the machine on one fresh example and draw what every device did."""
     from .program import build, load_program, parse_overrides
@@ -334,11 +433,15 @@ def trace(
 
     if length is not None and length < 1:
         raise DifmachineError(f"--length must be at least 1, got {length}")
+    _check_at_most("--length", length, MAX_LENGTH)
+    _check_at_most("--seed", seed, MAX_SEED, low=0)
     if target.suffix == ".py":
         program = load_program(target, parse_overrides(set_))
         model, title = build(program), f"{target} (untrained)"
     else:
-        program, model, header = load_run(target, parse_overrides(set_), best=best)
+        program, model, header = load_run(
+            target, parse_overrides(set_), best=best, trust=trust, program_file=program_file
+        )
         title = f"{target} at step {header['step']}"
     example = run_example(model, program.task, length=length, seed=seed)
     title += f", example seed {seed}, {len(example.inputs)} steps"

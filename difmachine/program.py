@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -90,6 +91,8 @@ class Program:
             check_count("Program", "seed", self.seed, least=0)
         except ValueError as e:
             raise ProgramError(str(e)) from None
+        if self.seed >= 2**63:
+            raise ProgramError(f"Program seed must be below 2**63, got {self.seed}")
         if self.chunk is not None and self.batch_size % self.chunk:
             raise ProgramError(
                 f"Program chunk {self.chunk} does not divide batch_size {self.batch_size}; "
@@ -97,6 +100,13 @@ class Program:
             )
         if self.remat is not None and not isinstance(self.remat, bool):
             raise ProgramError(f"Program remat must be True, False or None, got {self.remat!r}")
+        if self.target is not None and (
+            not isinstance(self.target, (int, float)) or isinstance(self.target, bool)
+        ):
+            raise ProgramError(
+                f"Program target must be a number (the main metric to stop at) or None, "
+                f"got {self.target!r}"
+            )
 
     def replace(self, **changes) -> Program:
         """A copy with some settings changed (``None`` values are ignored)."""
@@ -177,7 +187,10 @@ def param(name: str, default):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
-        return kind(text)
+        value = kind(text)
+        if kind is float and not math.isfinite(value):
+            raise ProgramError(f"--set {name}={text}: expected a finite number like {default!r}")
+        return value
     except ValueError:
         raise ProgramError(
             f"--set {name}={text}: expected a {kind.__name__} like {default!r}"

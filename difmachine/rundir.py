@@ -1,7 +1,24 @@
-"""A run directory: the files ``difmachine run`` writes, and loading a trained run back."""
+"""A run directory: the files ``difmachine run`` writes, and loading a trained run back.
+
+Also what keeps a run directory whole: the lock a run holds while it writes, the metrics log
+(standard JSON, reconciled with the checkpoint on resume, no torn lines), the clean-up of
+temporary files a killed run left, and the signature that says a run's ``program.py`` was
+written on this machine (``eval``/``trace`` execute it; anything else needs ``--trust``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import equinox as eqx
@@ -14,17 +31,199 @@ CHECKPOINT = "checkpoint.eqx"
 BEST = "best.eqx"  # the checkpoint of the best evaluation so far
 METRICS = "metrics.jsonl"
 PROGRAM_COPY = "program.py"
+SIGNATURE = "program.sig"  # HMAC of program.py with this user's key (see ``sign_program``)
+LOCK = ".lock"
+
+
+# --- the lock ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory's lock: an OS file lock (``flock``), released by the kernel when
+    the process ends however it ends, so a lock file left by a killed run is stale and taken
+    over. A second run on the same directory gets a one-line error naming the holder."""
+    run_dir = Path(run_dir)
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DifmachineError(
+            f"{run_dir}: cannot write here ({e.strerror}); use another --out"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise DifmachineError(
+                f"{run_dir} is in use by another run (pid {holder}); wait for it to finish or "
+                "stop it, or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def clean_temporaries(run_dir: str | Path) -> list[str]:
+    """Delete the temporary files a killed run left (``.checkpoint.eqx.*.tmp`` and the like;
+    only under the lock). Returns their names."""
+    names = []
+    for path in Path(run_dir).glob(".*.tmp"):
+        if path.name.startswith(tuple(f".{n}." for n in (CHECKPOINT, BEST, METRICS))):
+            path.unlink(missing_ok=True)
+            names.append(path.name)
+    return sorted(names)
+
+
+# --- the metrics log --------------------------------------------------------------------------
+
+
+def _standard(value):
+    """Non-finite floats as the strings "nan", "inf", "-inf": every line is standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _standard(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_standard(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one standard JSON object per line.
+
+    ``resume_step=None`` starts a fresh log (an old one is replaced); with a step, the lines
+    after it (written after the checkpoint the run resumes from) and any torn line are dropped.
+    A write that fails (disk full) is cut back so no partial line stays, then raises ``OSError``.
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        kept = b""
+        if resume_step is not None and self.path.exists():
+            lines = []
+            for line in self.path.read_bytes().split(b"\n"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # torn or foreign
+                step = record.get("step") if isinstance(record, dict) else None
+                if isinstance(step, int) and step <= resume_step:
+                    lines.append(line + b"\n")
+            kept = b"".join(lines)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def write(self, record: dict) -> None:
+        data = (json.dumps(_standard(record), allow_nan=False) + "\n").encode()
+        size = os.fstat(self.fd).st_size
+        try:
+            done = os.write(self.fd, data)
+            if done != len(data):
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, size)
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# --- trusting a run's program copy ------------------------------------------------------------
+
+
+def _key_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "difmachine" / "signing.key"
+
+
+def _key(create: bool) -> bytes | None:
+    """This user's secret key (kept outside every run directory), created on first use."""
+    path = _key_path()
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except OSError:
+        pass
+    if not create:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        return path.read_bytes()
+    except OSError:
+        return None  # no writable config: runs go unsigned and need --trust
+
+
+def _signature(key: bytes, source: bytes) -> str:
+    return "hmac-sha256:" + hmac.new(key, source, hashlib.sha256).hexdigest()
+
+
+def sign_program(run_dir: str | Path) -> None:
+    """Mark the run's ``program.py`` as written on this machine: an HMAC with this user's key."""
+    run_dir = Path(run_dir)
+    key = _key(create=True)
+    if key is None:
+        return
+    signature = _signature(key, (run_dir / PROGRAM_COPY).read_bytes())
+    tmp = run_dir / f".{SIGNATURE}.tmp"
+    tmp.write_text(signature + "\n")
+    os.replace(tmp, run_dir / SIGNATURE)
+
+
+def is_signed(run_dir: str | Path) -> bool:
+    """Whether the run's ``program.py`` carries this user's signature (unchanged since written)."""
+    run_dir = Path(run_dir)
+    key = _key(create=False)
+    try:
+        signature = (run_dir / SIGNATURE).read_text().strip()
+        source = (run_dir / PROGRAM_COPY).read_bytes()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return key is not None and hmac.compare_digest(signature, _signature(key, source))
 
 
 def load_run(
-    run_dir: str | Path, overrides: dict | None = None, *, best: bool = False
+    run_dir: str | Path,
+    overrides: dict | None = None,
+    *,
+    best: bool = False,
+    trust: bool = True,
+    program_file: str | Path | None = None,
 ) -> tuple[Program, eqx.Module, dict]:
     """The program and trained machine of a run directory (``difmachine eval/trace RUN``).
 
     ``overrides`` change program parameters on top of those the run was trained with; the
     checkpoint still has to fit (e.g. ``selection=hard`` evaluates a Neural Programmer's
     discrete program, a different ``slots`` is refused as another machine). ``best`` loads the
-    checkpoint of the run's best evaluation instead of its last step."""
+    checkpoint of the run's best evaluation instead of its last step.
+
+    Loading executes a program file. ``program_file`` uses that one instead of the run's copy;
+    with ``trust=False`` the run's copy is executed only if it carries this user's signature
+    (a run made on this machine), anything else is refused (the CLI's default; ``--trust``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DifmachineError(
@@ -34,6 +233,13 @@ def load_run(
     if not source.exists():
         raise DifmachineError(
             f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
+        )
+    if program_file is not None:
+        source = Path(program_file)
+    elif not trust and not is_signed(run_dir):
+        raise DifmachineError(
+            f"{source} was not written by a run on this machine (no valid signature) and loading "
+            "it runs its code: read it, then pass --trust, or --program FILE to use your own copy"
         )
     path = run_dir / (BEST if best else CHECKPOINT)
     if best and not path.exists():
@@ -53,4 +259,15 @@ def load_run(
     return program, model, header
 
 
-__all__ = ["CHECKPOINT", "BEST", "METRICS", "PROGRAM_COPY", "load_run"]
+__all__ = [
+    "CHECKPOINT",
+    "BEST",
+    "METRICS",
+    "PROGRAM_COPY",
+    "MetricsLog",
+    "clean_temporaries",
+    "is_signed",
+    "load_run",
+    "locked",
+    "sign_program",
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,10 +20,20 @@ from . import checkpoint
 from .errors import DifmachineError
 from .parallel import DataParallel
 from .program import Program, build
-from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY
+from .rundir import (
+    BEST,
+    CHECKPOINT,
+    METRICS,
+    PROGRAM_COPY,
+    MetricsLog,
+    clean_temporaries,
+    locked,
+    sign_program,
+)
 from .tasks.base import AbstractTask, Batch
 
 EVAL_STREAM = 1  # separates evaluation randomness from training randomness
+MAX_REFUSED = 100  # refused (non-finite) steps in a row after which a run stops
 
 
 def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -107,15 +116,18 @@ def _loss(model, task, batch, decode=False, probes=None):
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    leaves = [
+        jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
     """``step(model, opt_state, batch) -> (model, opt_state, metrics)``, jit-compiled.
 
-    A step whose loss or gradient is not finite is refused: the old parameters and optimizer
-    state are kept and ``metrics["refused"]`` is 1.
+    A step whose loss, gradient, new parameters or new optimizer state are not finite is
+    refused: the old parameters and optimizer state are kept and ``metrics["refused"]`` is 1
+    (a finite gradient times an infinite learning rate is caught too).
 
     Plain ``jax.jit`` (a compiled machine's leaves are all arrays; the spec lives in the treedef)
     rather than ``eqx.filter_jit``, which blocks until each step is done: with ``jax.jit`` the
@@ -129,6 +141,7 @@ def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)
         ok = jnp.isfinite(total) & _all_finite(grads)
+        ok = ok & _all_finite(eqx.filter(new_model, eqx.is_array)) & _all_finite(new_opt_state)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
         new_model = eqx.combine(keep(eqx.filter(new_model, eqx.is_array), params), model)
         new_opt_state = keep(new_opt_state, opt_state)
@@ -198,6 +211,7 @@ class RunResult:
     interrupted: bool = False
     solved: bool = False
     refused: int = 0
+    signal: int | None = None  # the signal that stopped the run (SIGINT or SIGTERM)
 
 
 def _fmt(metrics: dict) -> str:
@@ -213,12 +227,20 @@ def train(
     console: Console | None = None,
     name: str = "program",
     parallel: DataParallel | None = None,
+    max_refused: int = MAX_REFUSED,
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
     ``checkpoint.eqx`` holds the last step (for ``--resume``); ``best.eqx`` the step whose
     evaluation had the lowest main metric so far, so a late collapse of training cannot take the
-    best model with it.
+    best model with it. ``checkpoint.eqx`` is always written first, and never with non-finite
+    parameters: a step that would make them non-finite is refused, and ``max_refused`` refused
+    steps in a row (fewer in a short run, or a run whose every step was refused) stop the run
+    with an error.
+
+    The run holds the directory's lock while it writes (a second run gets an error). Failing to
+    write (disk full, read-only) stops the run with an error; the last checkpoint stays intact.
+    Ctrl-C or SIGTERM saves the last completed step and returns with ``interrupted``.
 
     With ``parallel`` (see :mod:`difmachine.parallel`) the parameters are replicated over its
     devices and every batch is split over them; only the main process writes files and progress.
@@ -226,47 +248,119 @@ def train(
     """
     if parallel is not None:
         parallel.check_batch_size(program.batch_size)
-        if not parallel.is_main:
-            console = Console(quiet=True)
     main_process = parallel is None or parallel.is_main
-    console = console or Console()
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
+    if not main_process:
+        return _train(
+            program, run_dir, program_file, resume, Console(quiet=True), name, parallel, max_refused
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DifmachineError(
+            f"{run_dir}: cannot create the run directory ({e.strerror}); use another --out"
+        ) from None
+    with locked(run_dir):
+        return _train(
+            program,
+            run_dir,
+            program_file,
+            resume,
+            console or Console(),
+            name,
+            parallel,
+            max_refused,
+        )
+
+
+def _cannot_write(path: Path, error: OSError, last_saved: int | None) -> DifmachineError:
+    kept = (
+        f"{path.parent / CHECKPOINT} still holds step {last_saved}; free space, then --resume"
+        if last_saved is not None
+        else "no checkpoint was written"
+    )
+    return DifmachineError(
+        f"could not write {path} ({error.strerror or error}): the run stops; {kept}"
+    )
+
+
+def _train(program, run_dir, program_file, resume, console, name, parallel, max_refused):
+    main_process = parallel is None or parallel.is_main
+    ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     task, optimizer = program.task, program.optimizer
+
+    if main_process:
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise DifmachineError(
+                f"{run_dir} is read-only; make it writable or copy the run elsewhere"
+            )
+        left = clean_temporaries(run_dir)
+        if left:
+            console.print(
+                f"removed {len(left)} temporary file(s) an interrupted run left in {run_dir}"
+            )
+    if resume and not ckpt_path.exists() and best_path.exists():
+        raise DifmachineError(
+            f"{run_dir} has no {CHECKPOINT} to resume, only {BEST} (step "
+            f"{checkpoint.read_header(best_path)['step']}): evaluate it with "
+            f"`difmachine eval {run_dir} --best`, or move it away and start a new run"
+        )
+    if not resume and ckpt_path.exists():
+        raise DifmachineError(
+            f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
+        )
+    if not resume and best_path.exists():
+        raise DifmachineError(
+            f"{run_dir} holds {BEST} of an earlier run (step {checkpoint.read_header(best_path)['step']}) "
+            f"but no {CHECKPOINT}: evaluate it with `difmachine eval {run_dir} --best`, or move it "
+            "away to start a new run here"
+        )
 
     model = build(program)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    start, best_path, best, best_step = 0, run_dir / BEST, None, None
+    start, best, best_step, last_saved = 0, None, None, None
     if resume:
         program.check_checkpoint(checkpoint.read_header(ckpt_path), ckpt_path)
         (model, opt_state), header = checkpoint.load(
             ckpt_path, (model, opt_state), program.fingerprint()
         )
-        start = int(header["step"])
+        start = last_saved = header["step"]
         console.print(f"resuming {ckpt_path} at step {start}")
         if best_path.exists():
             best_header = checkpoint.read_header(best_path)
             best = best_header.get("eval", {}).get(task.main_metric)
             best_step = best_header.get("step")
-    elif ckpt_path.exists():
-        raise DifmachineError(
-            f"{run_dir} already holds a run; pass --resume to continue it or --out DIR for a new one"
-        )
-    elif best_path.exists() and main_process:
-        best_path.unlink()  # left by a run whose checkpoint was deleted: not this run's
     place_batch = place_eval = None
     if parallel is not None:
         model, opt_state = parallel.replicate((model, opt_state))
         place_batch, place_eval = parallel.split, parallel.replicate
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (
-        main_process
-        and program_file is not None
-        and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
-    ):
-        shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
+    log = None
+    try:
+        if (
+            main_process
+            and program_file is not None
+            and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
+        ):
+            shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
+        if main_process and program_file is not None:
+            sign_program(run_dir)
+        if main_process:
+            log = MetricsLog(run_dir / METRICS, start if resume else None)
+    except OSError as e:
+        raise DifmachineError(
+            f"{run_dir}: cannot write the run ({e.strerror or e}); use another --out"
+        ) from None
+
+    def record(entry: dict) -> None:
+        if log is None:
+            return
+        try:
+            log.write(entry)
+        except OSError as e:
+            raise _cannot_write(log.path, e, last_saved) from None
 
     def save(step: int, path: Path = ckpt_path, **extra) -> None:
+        nonlocal last_saved
         if not main_process:
             return
         header = {
@@ -279,19 +373,33 @@ def train(
             **extra,
         }
         state = (model, opt_state) if parallel is None else parallel.gather((model, opt_state))
-        checkpoint.save(path, state, header)
+        if not bool(_all_finite(state)):  # refused steps keep finite parameters: a bug if here
+            raise DifmachineError(
+                f"refusing to write non-finite parameters to {path} (step {step})"
+            )
+        try:
+            checkpoint.save(path, state, header)
+        except OSError as e:
+            raise _cannot_write(path, e, last_saved) from None
+        if path == ckpt_path:
+            last_saved = step
 
     train_step = make_train_step(task, optimizer, program.chunk)
     eval_step = make_eval_step(task)
-    log = open(run_dir / METRICS if main_process else os.devnull, "a")
     main = task.main_metric
-    step, refused, last, interrupted, solved = start, 0, {}, False, False
+    step, refused, streak, last, solved = start, 0, 0, {}, False
+    # refused steps in a row that stop the run: max_refused, fewer in a short run (not < 5)
+    stuck = min(max_refused, max(5, (program.steps - start) // 2))
+    stop_signal = None
     t0 = time.perf_counter()
 
     def on_sigterm(signum, frame):
+        nonlocal stop_signal
+        stop_signal = signal.SIGTERM
         raise KeyboardInterrupt
 
     old_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    old_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit: an OSError
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -318,6 +426,8 @@ def train(
                 if step % program.log_every == 0 or step == program.steps:
                     fetched = jax.device_get(pending)
                     pending = []
+                    for m in fetched:
+                        streak = streak + 1 if m["refused"] else 0
                     refused += int(sum(m["refused"] for m in fetched))
                     last = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
                     now = time.perf_counter()
@@ -329,11 +439,15 @@ def train(
                     if refused:
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)
-                    log.write(
-                        json.dumps({"step": step, "time": time.time(), "seq_per_s": rate, **last})
-                        + "\n"
-                    )
-                    log.flush()
+                    record({"step": step, "time": time.time(), "seq_per_s": rate, **last})
+                    if streak >= stuck or (step == program.steps and streak == step - start):
+                        save(step)  # the last good parameters: refused steps changed nothing
+                        raise DifmachineError(
+                            f"{streak} steps in a row refused as non-finite (loss, gradient or "
+                            f"update) up to step {step}; the last good parameters are saved in "
+                            f"{ckpt_path}: lower the learning rate or clip the gradients"
+                        )
+                saved = False
                 if step % program.eval_every == 0 or step == program.steps:
                     ev = evaluate(
                         model,
@@ -343,29 +457,39 @@ def train(
                         eval_step=eval_step,
                         place=place_eval,
                     )
-                    log.write(json.dumps({"step": step, "time": time.time(), "eval": ev}) + "\n")
-                    log.flush()
+                    record({"step": step, "time": time.time(), "eval": ev})
                     progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
-                    if best is None or ev[main] < best:
+                    improved = best is None or ev[main] < best
+                    reached = program.target is not None and ev[main] <= program.target
+                    if improved or reached:
+                        save(step)  # the checkpoint first: a kill between leaves both at step
+                        saved = True
+                    if improved:
                         best, best_step = ev[main], step
                         save(step, best_path, eval=ev)
-                    if program.target is not None and ev[main] <= program.target:
+                    if reached:
                         solved = True
-                        save(step)
                         progress.console.print(
                             f"[green]target {main} <= {program.target} reached at step {step}"
                         )
                         break
-                if step % program.checkpoint_every == 0 or step == program.steps:
+                if not saved and (step % program.checkpoint_every == 0 or step == program.steps):
                     save(step)
                     window_start = time.perf_counter()  # don't count checkpoint I/O in seq/s
     except KeyboardInterrupt:
-        interrupted = True
-        save(step)
-        console.print(
-            f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
-        )
+        stop_signal = stop_signal or signal.SIGINT
+        try:
+            save(step)
+        except KeyboardInterrupt:
+            kept = f"still holds step {last_saved}" if last_saved is not None else "was not written"
+            console.print(
+                f"[yellow]interrupted again: abandoned saving step {step}; {ckpt_path} {kept}"
+            )
+        else:
+            console.print(
+                f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
+            )
     else:
         final = last.get(f"eval_{main}")
         if best is not None and final is not None and final > best:
@@ -376,8 +500,13 @@ def train(
             )
     finally:
         signal.signal(signal.SIGTERM, old_handler)
-        log.close()
-    return RunResult(run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused)
+        signal.signal(signal.SIGXFSZ, old_xfsz)
+        if log is not None:
+            log.close()
+    interrupted = stop_signal is not None
+    return RunResult(
+        run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused, stop_signal
+    )
 
 
 __all__ = ["train", "evaluate", "make_train_step", "batch_rng", "RunResult"]
