@@ -82,7 +82,7 @@ def _mismatch(x: np.ndarray, y: np.ndarray, rtol: float, atol: float) -> str | N
         return None
     where = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
     return (
-        f"differs at {where}: {x[where]!r} vs {y[where]!r} "
+        f"differs at {where}: {x[where].item()!r} vs {y[where].item()!r} "
         f"({int(np.sum(bad))} of {bad.size} entries beyond rtol={rtol}, atol={atol})"
     )
 
@@ -107,7 +107,7 @@ def assert_finite(tree, what="values"):
         if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
             where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0]) if x.ndim else ()
             raise AssertionError(
-                f"{what}: leaf {jax.tree_util.keystr(path) or '(root)'} is {x[where]!r} at {where}"
+                f"{what}: leaf {jax.tree_util.keystr(path) or '(root)'} is {x[where].item()!r} at {where}"
             )
 
 
