@@ -28,6 +28,7 @@ from .devices import Table as Table
 from .errors import CheckpointError as CheckpointError
 from .errors import DifmachineError as DifmachineError
 from .errors import ProgramError as ProgramError
+from .errors import SpecError as SpecError
 from .halting import ACT as ACT
 from .halting import Fixed as Fixed
 from .halting import PonderNet as PonderNet
@@ -56,6 +57,7 @@ from .seq2seq import BiLSTM as BiLSTM
 from .seq2seq import CompiledSeq2Seq as CompiledSeq2Seq
 from .seq2seq import Encoder as Encoder
 from .seq2seq import Seq2Seq as Seq2Seq
+from .specs import check_spec as check_spec
 from .tasks import Addition as Addition
 from .tasks import AnBn as AnBn
 from .tasks import Arithmetic as Arithmetic

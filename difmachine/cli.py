@@ -113,6 +113,24 @@ def _resume_settings(run_dir: Path, overrides: dict, seed, batch_size, steps):
     )
 
 
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Do not use the compilation cache (also: DIFMACHINE_NO_CACHE=1).",
+        ),
+    ] = False,
+) -> None:
+    """Differentiable machines as short programs: train, inspect and evaluate them."""
+    from .cache import enable_compilation_cache
+
+    if not no_cache and ctx.invoked_subcommand != "bench":  # benchmarks time the compiles
+        enable_compilation_cache()
+
+
 @app.command()
 @_user_errors
 def run(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import jax
 
 from .protocol import AbstractCompiledMachine, AbstractMachine
+from .specs import check_spec
 
 
 def compile(
@@ -37,6 +38,7 @@ def compile(
             "compile expects a machine spec such as Machine(...) or Seq2Seq(...), "
             f"got {type(machine).__name__}"
         )
+    check_spec(machine)  # a hyperparameter that is not static: one line, not a tracer error
     contexts = dict(contexts or {})
     if context_size is not None:
         contexts.setdefault("source", context_size)

@@ -11,3 +11,7 @@ class ProgramError(DifmachineError):
 
 class CheckpointError(DifmachineError):
     """A checkpoint that is missing, corrupt or from a different program."""
+
+
+class SpecError(DifmachineError):
+    """A component spec whose hyperparameter is not static (see :func:`difmachine.specs.check_spec`)."""

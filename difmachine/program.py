@@ -19,6 +19,7 @@ import optax
 from .compiler import compile as compile_machine
 from .errors import CheckpointError, ProgramError
 from .protocol import AbstractMachine, check_count
+from .specs import check_spec
 from .tasks.base import AbstractTask
 
 
@@ -74,6 +75,8 @@ class Program:
             raise ProgramError(
                 f"Program task must be a task such as Copy(), got {type(self.task).__name__}"
             )
+        check_spec(self.machine)
+        check_spec(self.task)
         try:
             self.machine.check_contexts(self.task.contexts)
         except ValueError as e:

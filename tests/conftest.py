@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import jax
 from hypothesis import HealthCheck, settings
@@ -19,3 +21,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 # Strictness that catches silent broadcasting bugs in the library.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One persistent compilation cache for the session (this process and the CLI subprocesses
+# share it, so a program compiled by one test is not compiled again by the next); a fresh
+# directory each session, so a run of the suite never depends on an earlier one, and never
+# the user's own cache. DIFMACHINE_NO_CACHE=1 turns it off.
+_CACHE = tempfile.mkdtemp(prefix="difmachine-test-cache-")
+os.environ["DIFMACHINE_CACHE_DIR"] = _CACHE
+from difmachine.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache(_CACHE)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)

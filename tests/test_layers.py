@@ -18,7 +18,17 @@ PACKAGE = Path(dm.__file__).resolve().parent
 
 # floor -> module prefixes (a prefix ending in "." takes a whole package)
 FLOORS = {
-    0: ["protocol", "addressing", "_init", "_types", "errors", "checkpoint", "specs", "plotting"],
+    0: [
+        "protocol",
+        "addressing",
+        "_init",
+        "_types",
+        "errors",
+        "checkpoint",
+        "specs",
+        "plotting",
+        "cache",
+    ],
     1: ["devices.", "controllers", "halting.", "tasks.", "optim"],
     2: ["compiler", "machine", "seq2seq", "neural_gpu"],
     3: ["program"],
