@@ -49,7 +49,7 @@ from rich.table import Table
 from . import checkpoint
 from .errors import DifmachineError
 from .program import Program, build, load_program
-from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY
+from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY, sign_program
 from .training import EVAL_STREAM, batch_rng, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
@@ -538,6 +538,7 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
         d.mkdir(parents=True, exist_ok=True)
         if program_file.resolve() != (d / PROGRAM_COPY).resolve():
             shutil.copyfile(program_file, d / PROGRAM_COPY)
+        sign_program(d)  # eval/trace of a seed directory made here need no --trust
         records[i].status = "compiling"
     logs = {i: open(dirs[i] / METRICS, "a") for i in group}
     windows: dict[int, list[dict]] = {i: [] for i in group}

@@ -82,7 +82,7 @@ def test_priority_sort(seed, lo, extra, outputs):
     "build, message",
     [
         (lambda: dm.RepeatCopy(min_repeats=3, max_repeats=2), "min_repeats <= max_repeats"),
-        (lambda: dm.AssociativeRecall(min_items=1), "2 <= min_items"),
+        (lambda: dm.AssociativeRecall(min_items=1), "min_items must be an integer >= 2"),
         (lambda: dm.PrioritySort(outputs=0), "outputs must be a positive"),
         (lambda: dm.RepeatCopy(bits=0), "bits must be a positive"),
     ],

@@ -174,7 +174,7 @@ def test_declared_sizes_and_metric_names():
     [
         (lambda: dm.Reverse(min_length=5, max_length=2), "min_length <= max_length"),
         (lambda: dm.SymbolCopy(symbols=0), "symbols must be a positive"),
-        (lambda: dm.BigramFlip(min_length=0), "1 <= min_length"),
+        (lambda: dm.BigramFlip(min_length=0), "min_length must be a positive integer"),
         (lambda: dm.AnBn(min_n=3, max_n=2), "min_n <= max_n"),
         (lambda: dm.Reverse().sample(np.random.default_rng(0), 1, length=0), "positive integer"),
         (lambda: dm.AnBn().sample(np.random.default_rng(0), 1, length=0), "positive integer"),
