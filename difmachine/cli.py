@@ -22,6 +22,19 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+# piped into a file or a pager, a line is not cut at 80 columns (mid-metric); tables still fit
+console.soft_wrap = not console.is_terminal
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"difmachine {version('difmachine')}")
+        except PackageNotFoundError:  # a source tree on sys.path, not installed
+            console.print("difmachine (not installed: run pip install -e .)")
+        raise typer.Exit()
 
 
 def _program_name(path: Path) -> str:
@@ -120,7 +133,14 @@ def _options(
         bool,
         typer.Option(
             "--no-cache",
+            metavar="",
             help="Do not use the compilation cache (also: DIFMACHINE_NO_CACHE=1).",
+        ),
+    ] = False,
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, metavar="", help="Print the version."
         ),
     ] = False,
 ) -> None:
@@ -144,7 +164,8 @@ def run(
         Path | None, typer.Option(help="Run directory (default runs/<program>).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
+        bool,
+        typer.Option("--resume", metavar="", help="Continue from the run's last checkpoint."),
     ] = False,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
@@ -171,8 +192,8 @@ def run(
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
 
-    ``--resume`` continues the run with everything it was started with (seed, batch size,
-    steps, --set parameters); pass --steps to extend it."""
+    --resume continues the run with everything it was started with (seed, batch size, steps,
+    --set parameters); pass --steps to extend it."""
     from . import parallel
 
     _check_at_most("--seed", seed, MAX_SEED)
@@ -229,8 +250,9 @@ def run(
     final = result.metrics.get(f"eval_{main}", result.metrics.get(main))
     final_text = f"{main} {final:.4g}" if final is not None else "no steps run"
     status = "solved" if result.solved else ("interrupted" if result.interrupted else "done")
+    span = f" (steps {result.start}-{result.step}, this session)" if result.start else ""
     console.print(
-        f"{status}: step {result.step}, {final_text}, wall time {result.wall_time:.1f} s, "
+        f"{status}: step {result.step}, {final_text}, wall time {result.wall_time:.1f} s{span}, "
         f"saved in {result.run_dir}"
         + (f", {result.refused} non-finite steps refused" if result.refused else "")
     )
@@ -253,11 +275,14 @@ def sweep(
         Path | None, typer.Option(help="Sweep directory (default runs/<program>_sweep).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue every seed from its last checkpoint.")
+        bool,
+        typer.Option("--resume", metavar="", help="Continue every seed from its last checkpoint."),
     ] = False,
     processes: Annotated[
         bool,
-        typer.Option("--processes", help="One `difmachine run` process per seed, not one vmap."),
+        typer.Option(
+            "--processes", metavar="", help="One `difmachine run` process per seed, not one vmap."
+        ),
     ] = False,
     jobs: Annotated[int, typer.Option(help="With --processes: how many run at a time.")] = 2,
     set_: Annotated[
@@ -298,11 +323,17 @@ def show(
 ):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
     from .program import build, load_program, parse_overrides
+    from .specs import full_repr
 
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
-    console.print(f"[bold]{_program_name(program_file)}[/bold]: a {type(program.machine).__name__}")
-    console.print(f"task {program.task!r}: input {model.input_size}, output {model.output_size}")
+    name = _program_name(program_file)
+    console.print(f"[bold]{name}[/bold]: a {type(program.machine).__name__}", highlight=False)
+    for part in ("machine", "task"):
+        console.print(f"{part} {escape(full_repr(getattr(program, part)))}", highlight=False)
+    budget = ("batch_size", "steps", "seed", "eval_every", "target", "remat", "chunk")
+    console.print("training " + ", ".join(f"{k}={getattr(program, k)}" for k in budget))
+    console.print(f"input {model.input_size}, output {model.output_size}")
     for title, columns, rows in model.summary():
         table = Table(title=title)
         for col in columns:
@@ -322,7 +353,8 @@ def show(
 
 # `eval` and `trace` of a run directory: load best.eqx instead of checkpoint.eqx
 BestCheckpoint = Annotated[
-    bool, typer.Option("--best", help="The run's best-evaluated checkpoint, not its last.")
+    bool,
+    typer.Option("--best", metavar="", help="The run's best-evaluated checkpoint, not its last."),
 ]
 # loading a run executes its program.py: only a signed one (written by a run on this machine)
 # unless the user says so
@@ -330,6 +362,7 @@ Trust = Annotated[
     bool,
     typer.Option(
         "--trust",
+        metavar="",
         help="Execute the run's program.py even though no run on this machine wrote it.",
     ),
 ]
@@ -364,7 +397,8 @@ def eval_(
     samples: Annotated[int, typer.Option(help="Fresh sequences per length.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation data.")] = 12345,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the table as JSON.")
+        Path | None,
+        typer.Option("--json", help="Also write the table as JSON (- for standard output)."),
     ] = None,
     png: Annotated[
         Path | None, typer.Option(help="Also plot error against length to a PNG.")
@@ -394,7 +428,9 @@ def eval_(
         run_dir, parse_overrides(set_), best=best, trust=trust, program_file=program_file
     )
     name = program.task.length_name
-    with console.status("evaluating..."):
+    to_stdout = json_out is not None and str(json_out) == "-"
+    out = err_console if to_stdout else console  # `--json -`: standard output holds only JSON
+    with out.status("evaluating..."):
         rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
     table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences per row")
     table.add_column(name)
@@ -405,7 +441,7 @@ def eval_(
     for row in rows:
         label = "training mix" if row[name] is None else str(row[name])
         table.add_row(label, *(f"{row[k]:.4g}" for k in metric_names), f"{row['seconds']:.1f}")
-    console.print(table)
+    out.print(table)
     if json_out is not None:
         payload = {
             "run": str(run_dir),
@@ -414,13 +450,17 @@ def eval_(
             "seed": seed,
             "rows": rows,
         }
-        json_out.write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"wrote {json_out}")
+        text = json.dumps(payload, indent=2) + "\n"
+        if to_stdout:
+            print(text, end="", flush=True)
+        else:
+            json_out.write_text(text)
+            console.print(f"wrote {json_out}")
     if png is not None:
         plot_generalization(
             rows, name, program.task.main_metric, png, title=f"{run_dir} at step {header['step']}"
         )
-        console.print(f"wrote {png}")
+        out.print(f"wrote {png}")
 
 
 @app.command()

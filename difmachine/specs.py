@@ -110,4 +110,23 @@ def check_spec(spec: Any) -> None:
     _check(spec, "")
 
 
-__all__ = ["check_spec"]
+def full_repr(spec: Any) -> str:
+    """``spec`` with every field spelled out, defaults included (``Copy(bits=8, min_length=1,
+    max_length=20)``, where ``repr`` gives ``Copy()``): what ``difmachine show`` prints."""
+    if isinstance(spec, eqx.Module) and dataclasses.is_dataclass(spec):
+        fields = (f for f in dataclasses.fields(spec) if f.repr)
+        inner = ", ".join(f"{f.name}={full_repr(getattr(spec, f.name))}" for f in fields)
+        return f"{type(spec).__name__}({inner})"
+    if isinstance(spec, (tuple, list)) and not hasattr(spec, "_fields"):
+        items = [full_repr(v) for v in spec]
+        if isinstance(spec, tuple):
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        return "[" + ", ".join(items) + "]"
+    if isinstance(spec, Mapping):
+        return "{" + ", ".join(f"{k!r}: {full_repr(v)}" for k, v in spec.items()) + "}"
+    if _is_array(spec):
+        return f"{spec.dtype}{list(spec.shape)}"
+    return repr(spec)
+
+
+__all__ = ["check_spec", "full_repr"]

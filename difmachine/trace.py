@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import NamedTuple
 
 import jax
@@ -56,6 +57,10 @@ _DIVERGING = [
     (178, 24, 43),
 ]  # blue < 0 < red
 NAN_STYLE = "bold magenta on black"
+# without colour (piped, NO_COLOR, a dumb terminal) a cell's value is a character instead
+_SHADES = " ░▒▓█"  # sequential: 0 .. max
+_SIGNED_SHADES = "=-·+#"  # diverging: most negative, negative, ~0, positive, most positive
+_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)
 
 
 def _colour(u: float, palette) -> str:
@@ -94,9 +99,23 @@ class _Scale:
         u = (v - self.lo) / (self.hi - self.lo)
         return _colour(u, _DIVERGING if self.signed else _SEQUENTIAL)
 
+    def cell(self, v: float, plain: bool) -> tuple[str, str]:
+        """One terminal cell for ``v``: a coloured blank, or (``plain``) a shade character."""
+        if not math.isfinite(v):
+            return "×", NAN_STYLE
+        if not plain:
+            return " ", f"on {self.colour(v)}"
+        shades = _SIGNED_SHADES if self.signed else _SHADES
+        u = min(1.0, max(0.0, (v - self.lo) / (self.hi - self.lo)))
+        return shades[min(len(shades) - 1, int(u * len(shades)))], ""
+
     def legend(self) -> Text:
         kind = "diverging" if self.signed else "sequential"
         text = Text(f"  range [{self.min:.3g}, {self.max:.3g}] ({kind}) ", style="dim")
+        if _PLAIN.get():
+            shades = _SIGNED_SHADES if self.signed else _SHADES
+            text.append(f"low [{shades}] high", style="dim")
+            return text
         for i in range(8):
             u = i / 7
             text.append(" ", style=f"on {_colour(u, _DIVERGING if self.signed else _SEQUENTIAL)}")
@@ -130,20 +149,20 @@ def heatmap_lines(
     label_width: int = 6,
 ) -> list[Text]:
     """Draw ``matrix[rows, time]`` with half blocks, two rows per line (one row per line when
-    ``row_labels`` names them); ``row_index`` maps a drawn row to the index printed beside it."""
+    ``row_labels`` names them, or without colour, in shade characters); ``row_index`` maps a
+    drawn row to the index printed beside it."""
     lines = []
-    step = 1 if row_labels else 2
+    plain = _PLAIN.get()
+    step = 1 if row_labels or plain else 2
     for r in range(0, matrix.shape[0], step):
         label = row_labels[r] if row_labels else (f"{row_index(r)}" if r % 8 == 0 else "")
         align = "<" if row_labels and any(" " in x for x in row_labels) else ">"  # sentences
         text = Text(f"{label[:label_width]:{align}{label_width}} ", style="dim")
         for t in range(matrix.shape[1]):
-            top = scale.colour(float(matrix[r, t]))
-            if row_labels:
-                text.append(
-                    "×" if top is None else " ", style=NAN_STYLE if top is None else f"on {top}"
-                )
+            if row_labels or plain:
+                text.append(*scale.cell(float(matrix[r, t]), plain))
                 continue
+            top = scale.colour(float(matrix[r, t]))
             below = r + 1 < matrix.shape[0]
             bottom = scale.colour(float(matrix[r + 1, t])) if below else "#000000"
             if top is None or bottom is None:
@@ -213,7 +232,7 @@ def render_heatmap(name: str, data: np.ndarray, spec: TraceField, width: int) ->
     pad = _label_width(spec)
     for title, m, rows in head_panels(data, spec):
         K, T = m.shape
-        rows_max = None if spec.options else MAX_ROWS
+        rows_max = None if spec.options else MAX_ROWS // (2 if _PLAIN.get() else 1)  # lines
         shown = pool(m[rows], rows=rows_max, cols=max(1, width - pad - 2))
         scale = _Scale(m, spec.signed)
         crop = (
@@ -371,13 +390,10 @@ def _bits_panel(
     for r in range(shown.shape[0]):
         text = Text(f"{r:>6} ", style="dim")
         for t in range(shown.shape[1]):
-            c = scale.colour(float(shown[r, t]))
-            if c is None:
-                text.append("×", style=NAN_STYLE)
-            elif err is not None and err[r, t] > 0:
-                text.append("✗", style=f"bold red on {c}")
-            else:
-                text.append(" ", style=f"on {c}")
+            char, style = scale.cell(float(shown[r, t]), _PLAIN.get())
+            if err is not None and err[r, t] > 0 and char != "×":
+                char, style = "✗", f"bold red {style}"
+            text.append(char, style=style)
         out.append(text)
     return out
 
@@ -403,16 +419,20 @@ def _tokens_panel(labels: dict) -> list:
             continue
         text = Text(f"{key:>8} ", style="bold")
         words = any(len(t) > 1 for t in labels[key][:-1])  # else characters, drawn unspaced
+        marks = " " * 9  # without colour, a ^ under each wrong output token
         for i, tok in enumerate(labels[key]):
-            style = ""
-            if key == "output":
-                style = "green" if i < len(target) and tok == target[i] else "bold red"
-            text.append(tok, style=style)
-            text.append(" " if words or len(tok) > 1 else "")
+            wrong = not (i < len(target) and tok == target[i])
+            text.append(tok, style=("bold red" if wrong else "green") if key == "output" else "")
+            gap = " " if words or len(tok) > 1 else ""
+            text.append(gap)
+            marks += ("^" if wrong else " ") * len(tok) + gap
         out.append(text)
+        if key == "output" and _PLAIN.get() and "^" in marks:
+            out.append(Text(marks.rstrip()))
     if "output" in labels:
         right = sum(a == b for a, b in zip(output, target)) == len(target) == len(output)
-        out.append(Text(" " * 9 + ("exact" if right else "wrong tokens in red"), style="dim"))
+        wrong = "wrong tokens marked ^" if _PLAIN.get() else "wrong tokens in red"
+        out.append(Text(" " * 9 + ("exact" if right else wrong), style="dim"))
     return out
 
 
@@ -426,9 +446,20 @@ def _labelled(spec: TraceField, data: np.ndarray, labels: dict | None):
     return spec, data
 
 
-def render(example: Example, model, *, width: int = 100, title: str = "") -> Group:
+def render(
+    example: Example, model, *, width: int = 100, title: str = "", colour: bool = True
+) -> Group:
     """The whole trace as a rich renderable: inputs, targets, outputs (bit panels, or token
-    strings for token tasks), then every traced component of ``model``."""
+    strings for token tasks), then every traced component of ``model``. Without ``colour``,
+    heatmap cells are shade characters (legible piped into a file or under NO_COLOR)."""
+    token = _PLAIN.set(not colour)
+    try:
+        return _render(example, model, width, title)
+    finally:
+        _PLAIN.reset(token)
+
+
+def _render(example: Example, model, width: int, title: str) -> Group:
     parts: list = []
     if title:
         parts.append(Text(title, style="bold underline"))
@@ -463,7 +494,8 @@ def render(example: Example, model, *, width: int = 100, title: str = "") -> Gro
 
 def print_trace(example: Example, model, console: Console | None = None, title: str = "") -> None:
     console = console or Console()
-    console.print(render(example, model, width=console.width, title=title))
+    colour = console.color_system is not None and not console.no_color
+    console.print(render(example, model, width=console.width, title=title, colour=colour))
 
 
 # -- PNG --------------------------------------------------------------------------------------

@@ -207,11 +207,12 @@ class RunResult:
     run_dir: Path
     step: int
     metrics: dict
-    wall_time: float
+    wall_time: float  # of this call only: steps start..step (a resumed run's earlier ones not)
     interrupted: bool = False
     solved: bool = False
     refused: int = 0
     signal: int | None = None  # the signal that stopped the run (SIGINT or SIGTERM)
+    start: int = 0  # the step this call started from (the checkpoint's, when resumed)
 
 
 def _fmt(metrics: dict) -> str:
@@ -505,7 +506,15 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
             log.close()
     interrupted = stop_signal is not None
     return RunResult(
-        run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused, stop_signal
+        run_dir,
+        step,
+        last,
+        time.perf_counter() - t0,
+        interrupted,
+        solved,
+        refused,
+        stop_signal,
+        start,
     )
 
 

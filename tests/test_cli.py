@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest_programs import OTHER, write_program
@@ -40,6 +42,10 @@ def test_happy_path_run_show_eval_resume(tmp_path):
     assert (
         "write_shift" in result.output and "softmax" in result.output and "total" in result.output
     )
+    # every parameter, defaults included, each part on one line even though not a terminal
+    task_line = next(x for x in result.output.splitlines() if x.startswith("task "))
+    assert "min_length=" in task_line and "max_length=" in task_line, task_line
+    assert "batch_size=" in result.output and "seed=" in result.output
 
     result = invoke("eval", out, "--length", 2, "--length", 5, "--samples", 8)
     assert result.exit_code == 0, result.output
@@ -50,13 +56,15 @@ def test_happy_path_run_show_eval_resume(tmp_path):
         "eval", out, "--lengths", "1,4", "--samples", 4, "--json", js, "--png", tmp_path / "g.png"
     )
     assert result.exit_code == 0, result.output
-    import json
-
     rows = json.loads(js.read_text())["rows"]
     assert [r["length"] for r in rows] == [1, 4]
     assert {"bit_errors", "bit_accuracy", "perfect"} <= set(rows[0])
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     one_line_error(invoke("eval", out, "--lengths", "4,x"), "comma-separated integers")
+    result = invoke("eval", out, "--length", 3, "--samples", 4, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert [r["length"] for r in json.loads(result.stdout)["rows"]] == [3]  # stdout: only JSON
+    assert "bit_errors" in result.stderr and not Path("-").exists()  # the table: stderr
     result = invoke("eval", out, "--best", "--length", 2, "--samples", 4)
     assert result.exit_code == 0 and "at step 6" in result.output, result.output
     (out / "best.eqx").unlink()
@@ -68,6 +76,14 @@ def test_happy_path_run_show_eval_resume(tmp_path):
     result = invoke("run", program, "--out", out, "--resume", "--steps", 8)
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output and "done: step 8" in result.output
+    assert "(steps 6-8, this session)" in result.output  # not the run's whole wall time
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"difmachine {version('difmachine')}"
 
 
 def test_overrides_are_validated(tmp_path):

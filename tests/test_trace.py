@@ -102,6 +102,37 @@ def test_render_shows_inputs_outputs_and_every_head(tiny):
         assert needle in text
 
 
+@given(
+    values=st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=20),
+    signed=st.booleans(),
+)
+def test_shades_without_colour_follow_the_value(values, signed):
+    from difmachine.trace import _SHADES, _SIGNED_SHADES, _Scale
+
+    scale = _Scale(np.array(values), signed)
+    shades = _SIGNED_SHADES if scale.signed else _SHADES
+    cells = [scale.cell(v, plain=True)[0] for v in sorted(values)]
+    ranks = [shades.index(c) for c in cells]
+    assert ranks == sorted(ranks)  # monotone in the value
+    top = max(abs(v) for v in values)
+    if top > 1e-9 and max(values) == top:
+        assert ranks[-1] == len(shades) - 1  # the largest value: the last shade
+    if scale.signed and top > 1e-9 and min(values) == -top:
+        assert ranks[0] == 0  # the most negative: the first
+    assert scale.cell(float("nan"), plain=True)[0] == "×"
+
+
+def test_render_without_colour_is_legible_as_plain_text(tiny):
+    _, program, model = tiny
+    example = run_example(model, program.task, length=3, seed=1)
+    console = Console(file=io.StringIO(), width=80, no_color=True)
+    console.print(render(example, model, width=80, colour=False))
+    text = console.file.getvalue()
+    assert "\x1b[" not in text
+    rows = [x[7:] for x in text.splitlines() if x[:7].strip().isdigit() and len(x) > 7]
+    assert len(set(rows)) > 3  # rows of different shades, not identical blocks
+
+
 def test_png_is_written(tiny, tmp_path):
     pytest.importorskip("matplotlib")
     _, program, model = tiny
@@ -116,6 +147,10 @@ def test_trace_cli_on_a_program_and_on_a_run(tiny, tmp_path):
     result = runner.invoke(app, ["trace", str(path), "--length", "2"])
     assert result.exit_code == 0, result.output
     assert "untrained" in result.output and "write head 0 weighting" in result.output
+    # not a terminal: shade characters instead of colours, a panel's title on one line
+    title = next(x for x in result.output.splitlines() if "write head 0 weighting" in x)
+    assert "low [ ░▒▓█] high" in title
+    assert "\x1b[" not in result.output and set("░▒▓█") & set(result.output)
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", str(path), "--out", str(out)]).exit_code == 0
     result = runner.invoke(
