@@ -15,3 +15,8 @@ class CheckpointError(DifmachineError):
 
 class SpecError(DifmachineError):
     """A component spec whose hyperparameter is not static (see :func:`difmachine.specs.check_spec`)."""
+
+
+class CompileError(DifmachineError, ValueError):
+    """A machine that cannot be compiled for its task (e.g. a readout narrower than the task's
+    output). A ``ValueError`` too, for callers of :func:`difmachine.compile`."""

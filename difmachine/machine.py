@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from ._init import glorot, zeros
-from .errors import DifmachineError
+from .errors import CompileError, DifmachineError
 from .halting.fixed import Fixed
 from .protocol import (
     HALTING,
@@ -281,9 +281,10 @@ class CompiledMachine(AbstractCompiledMachine):
         if machine.readout is not None:
             part = machine.read_slice(machine.readout)
             if part.stop - part.start != output_size:
-                raise ValueError(
+                raise CompileError(
                     f"compile: readout device {machine.readout!r} reads {part.stop - part.start} "
-                    f"values but the task's output_size is {output_size}; they must be equal"
+                    f"values but the task's output_size is {output_size}; make them equal (the device's "
+                    "read width) or leave readout out for a learned output map"
                 )
             del params["W_o"], params["b_o"]
         return CompiledMachine(machine, input_size, output_size, remat, params)

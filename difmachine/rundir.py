@@ -225,6 +225,11 @@ def load_run(
     with ``trust=False`` the run's copy is executed only if it carries this user's signature
     (a run made on this machine), anything else is refused (the CLI's default; ``--trust``)."""
     run_dir = Path(run_dir)
+    if run_dir.suffix == ".py" and run_dir.is_file():
+        raise DifmachineError(
+            f"{run_dir} is a program, not a run directory: train it with `difmachine run "
+            f"{run_dir}`, then use the run directory it writes (runs/{run_dir.stem})"
+        )
     if not run_dir.is_dir():
         raise DifmachineError(
             f"{run_dir}: no such run directory (runs are written by `difmachine run`)"

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from ._init import glorot, zeros
 from .controllers import LSTM
+from .errors import CompileError
 from .machine import CompiledMachine, Machine, _count, keep_padding
 from .protocol import AbstractCompiledMachine, AbstractController, AbstractMachine
 from .tasks.base import Context
@@ -166,7 +167,7 @@ class Seq2Seq(AbstractMachine):
     def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
         width = (contexts or {}).get(SOURCE)
         if not isinstance(width, int) or width < 1:
-            raise ValueError(
+            raise CompileError(
                 "compile: a Seq2Seq needs the width of its source tokens: "
                 "contexts={'source': n} (a task's contexts), or context_size=n"
             )

@@ -115,6 +115,22 @@ def test_overrides_are_validated(tmp_path):
             "import difmachine as dm\nm = dm.NTMMemory(slots=8, width=4, read_heads=-1)\n",
             ["read_heads"],
         ),
+        (
+            "import difmachine as dm\nprogram = dm.Program(machine=dm.Machine(dm.LSTM(8), "
+            "devices=dm.GRU(8)), task=dm.Copy(bits=4))\n",
+            ["devices must be a device", "got GRU"],
+        ),
+        (
+            "import difmachine as dm\nprogram = dm.Program(machine=dm.Machine(dm.LSTM(8), "
+            "devices=[dm.Attention(size=8)]), task=dm.Copy(bits=4))\n",
+            ["reads the context 'source', which nothing provides"],
+        ),
+        (
+            "import difmachine as dm\nprogram = dm.Program(machine=dm.Machine(dm.LSTM(8), "
+            "devices=[dm.NTMMemory(slots=4, width=3)], readout='ntmmemory'), "
+            "task=dm.Copy(bits=4))\n",
+            ["readout device 'ntmmemory' reads 3 values", "output_size is 4"],
+        ),
     ],
     ids=[
         "missing",
@@ -124,6 +140,9 @@ def test_overrides_are_validated(tmp_path):
         "zero-slots",
         "shifts",
         "negative-heads",
+        "controller-as-devices",
+        "attention-without-source",
+        "readout-width",
     ],
 )
 def test_bad_program_files(tmp_path, text, needles):
@@ -137,8 +156,9 @@ def test_bad_program_files(tmp_path, text, needles):
 def test_bad_run_directories_and_checkpoints(tmp_path):
     one_line_error(invoke("eval", tmp_path / "nowhere"), "no such run directory")
     one_line_error(invoke("eval", tmp_path), "not a run directory")
-
     program = write_program(tmp_path / "tiny.py", steps=2)
+    one_line_error(invoke("eval", program), "is a program, not a run directory", "difmachine run")
+
     out = tmp_path / "run"
     assert invoke("run", program, "--out", out).exit_code == 0
     ckpt = out / "checkpoint.eqx"
