@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,8 +48,8 @@ from rich.table import Table
 from . import checkpoint
 from .errors import DifmachineError
 from .program import Program, build, load_program
-from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY, sign_program
-from .training import EVAL_STREAM, batch_rng, make_eval_step, make_train_step
+from .rundir import BEST, CHECKPOINT, METRICS, write_program
+from .training import batch_rng, eval_batches, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
 MAX_JOBS = 2  # processes at a time by default: this project's machine has 2 cores
@@ -449,16 +448,17 @@ def evaluate_seeds(eval_fn, params, task, data_seeds: list[int], samples: int) -
     computes them for a single run (fresh data from ``data_seeds[i]``, batches of 64), in one
     vmapped ``eval_fn(params, batch)`` per batch."""
     totals = [dict() for _ in data_seeds]
-    done, j = 0, 0
-    while done < samples:
-        k = min(64, samples - done)
-        batch = _stack_batches([task.sample(batch_rng(d, j, EVAL_STREAM), k) for d in data_seeds])
+    done = 0
+    streams = [eval_batches(task, samples, d) for d in data_seeds]
+    for pairs in zip(*streams):
+        k = pairs[0][1]
+        batch = _stack_batches([b for b, _ in pairs])
         metrics = jax.device_get(eval_fn(params, batch))
         for i, t in enumerate(totals):
             for key, v in metrics.items():
                 t[key] = t.get(key, 0.0) + float(v[i]) * k
-        done, j = done + k, j + 1
-    return [{key: v / samples for key, v in t.items()} for t in totals]
+        done += k
+    return [{key: v / done for key, v in t.items()} for t in totals]
 
 
 _FUNCTIONS: dict = {}  # a sweep resumed in the same process (tests) reuses its compiled step
@@ -536,9 +536,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
             else None
         )
         d.mkdir(parents=True, exist_ok=True)
-        if program_file.resolve() != (d / PROGRAM_COPY).resolve():
-            shutil.copyfile(program_file, d / PROGRAM_COPY)
-        sign_program(d)  # eval/trace of a seed directory made here need no --trust
+        # eval/trace of a seed directory made here need no --trust
+        write_program(d, program_file, program.origin)
         records[i].status = "compiling"
     logs = {i: open(dirs[i] / METRICS, "a") for i in group}
     windows: dict[int, list[dict]] = {i: [] for i in group}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from .rundir import (
     BEST,
     CHECKPOINT,
     METRICS,
-    PROGRAM_COPY,
     MetricsLog,
     clean_temporaries,
     locked,
-    sign_program,
+    write_program,
 )
 from .tasks.base import AbstractTask, Batch
 
@@ -176,17 +174,29 @@ def evaluate(
     puts each batch where the model is (data-parallel runs replicate it)."""
     eval_step = eval_step or make_eval_step(task)
     totals: dict[str, float] = {}
-    done, i = 0, 0
-    while done < samples:
-        n = min(batch_size, samples - done)
-        batch = task.sample(batch_rng(seed, i, EVAL_STREAM), n, length)
+    done = 0
+    for batch, n in eval_batches(task, samples, seed, length, batch_size):
         if place is not None:
             batch = place(batch)
         metrics = jax.device_get(eval_step(model, batch))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * n
+        done += n
+    return {k: v / done for k, v in totals.items()}
+
+
+def eval_batches(task, samples: int, seed: int, length=None, batch_size: int = 64):
+    """``(batch, examples)`` pairs of an evaluation: the task's own evaluation data (a data
+    task's validation split, at most ``samples`` examples) or ``samples`` fresh sequences."""
+    own = task.evaluation_batches(samples, batch_size, seed, length)
+    if own is not None:
+        yield from own
+        return
+    done, i = 0, 0
+    while done < samples:
+        n = min(batch_size, samples - done)
+        yield task.sample(batch_rng(seed, i, EVAL_STREAM), n, length), n
         done, i = done + n, i + 1
-    return {k: v / samples for k, v in totals.items()}
 
 
 def generalization(model, task, lengths, *, samples: int, seed: int) -> list[dict]:
@@ -336,14 +346,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
         place_batch, place_eval = parallel.split, parallel.replicate
     log = None
     try:
-        if (
-            main_process
-            and program_file is not None
-            and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
-        ):
-            shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
         if main_process and program_file is not None:
-            sign_program(run_dir)
+            write_program(run_dir, program_file, program.origin)
         if main_process:
             log = MetricsLog(run_dir / METRICS, start if resume else None)
     except OSError as e:
