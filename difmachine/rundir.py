@@ -95,8 +95,28 @@ def _standard(value):
     return value
 
 
+EVAL_PREFIX = "eval/"  # evaluation columns of the metrics log: "eval/loss", "eval/bit_errors"
+
+
+def eval_record(step: int, time: float, metrics: dict) -> dict:
+    """A metrics log row of an evaluation: flat columns ``eval/<metric>`` beside ``step`` and
+    ``time``, so ``pandas.read_json(path, lines=True)`` gives one column per metric."""
+    return {"step": step, "time": time, **{EVAL_PREFIX + k: v for k, v in metrics.items()}}
+
+
+def record_eval(record: dict) -> dict | None:
+    """The evaluation metrics of a metrics log row (``None`` for a training row); reads this
+    version's flat ``eval/<metric>`` columns and older logs' nested ``"eval": {...}``."""
+    if isinstance(record.get("eval"), dict):
+        return record["eval"]
+    found = {k[len(EVAL_PREFIX) :]: v for k, v in record.items() if k.startswith(EVAL_PREFIX)}
+    return found or None
+
+
 class MetricsLog:
-    """``metrics.jsonl``: one standard JSON object per line.
+    """``metrics.jsonl``: one standard JSON object per line, flat: training rows hold
+    ``step``, ``time``, ``seq_per_s`` and the metrics; evaluation rows ``step``, ``time`` and
+    ``eval/<metric>`` columns (:func:`eval_record`).
 
     ``resume_step=None`` starts a fresh log (an old one is replaced); with a step, the lines
     after it (written after the checkpoint the run resumes from) and any torn line are dropped.
@@ -319,7 +339,10 @@ __all__ = [
     "BEST",
     "METRICS",
     "PROGRAM_COPY",
+    "EVAL_PREFIX",
     "MetricsLog",
+    "eval_record",
+    "record_eval",
     "clean_temporaries",
     "is_signed",
     "load_run",

@@ -48,7 +48,7 @@ from rich.table import Table
 from . import checkpoint
 from .errors import DifmachineError
 from .program import Program, build, load_program
-from .rundir import BEST, CHECKPOINT, METRICS, write_program
+from .rundir import BEST, CHECKPOINT, METRICS, eval_record, record_eval, write_program
 from .training import batch_rng, eval_batches, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
@@ -226,8 +226,9 @@ def _last_eval(run_dir: Path, main: str, up_to: int) -> tuple[int | None, float 
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a crash
-        if "eval" in row and row["step"] <= up_to and main in row["eval"]:
-            step, value = row["step"], row["eval"][main]
+        ev = record_eval(row)
+        if ev is not None and row["step"] <= up_to and main in ev:
+            step, value = row["step"], ev[main]
     return step, value
 
 
@@ -634,9 +635,7 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                     evals = evaluate_seeds(eval_fn, params, task, data_seeds, program.eval_samples)
                     for i in to_eval:
                         r, ev = records[i], evals[group.index(i)]
-                        logs[i].write(
-                            json.dumps({"step": r.step, "time": time.time(), "eval": ev}) + "\n"
-                        )
+                        logs[i].write(json.dumps(eval_record(r.step, time.time(), ev)) + "\n")
                         logs[i].flush()
                         r.eval = ev[main]
                         if best[i] is None or ev[main] < best[i]:

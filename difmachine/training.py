@@ -25,6 +25,7 @@ from .rundir import (
     METRICS,
     MetricsLog,
     clean_temporaries,
+    eval_record,
     locked,
     write_program,
 )
@@ -461,7 +462,7 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
                         eval_step=eval_step,
                         place=place_eval,
                     )
-                    record({"step": step, "time": time.time(), "eval": ev})
+                    record(eval_record(step, time.time(), ev))
                     progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
                     improved = best is None or ev[main] < best

@@ -527,17 +527,19 @@ class BitSequences(_DataTask, AbstractBitTask):
         self._init_data(data, validation, seed, None, evaluate_on)
         train, held = self._examples("train")[0], self._examples("validation")[0]
         widths = {"input": train[0].shape[1], "target": train[1].shape[1]}
+        for name, given in (("input", input_bits), ("target", target_bits)):
+            for data, example in (("data", train), ("evaluation data", held)):
+                width = example[0 if name == "input" else 1].shape[1]
+                if given is not None and given != width:
+                    raise DataError(
+                        f"BitSequences: the {data}'s {name} vectors have {width} bits, but the "
+                        f"machine was trained on {given}; give data of the training widths"
+                    )
         for name, width in (("input", held[0].shape[1]), ("target", held[1].shape[1])):
             if width != widths[name]:
                 raise DataError(
                     f"BitSequences: the validation data's {name} vectors have {width} bits, "
                     f"the training data's {widths[name]}; every {name} vector must have one width"
-                )
-        for name, given in (("input", input_bits), ("target", target_bits)):
-            if given is not None and given != widths[name]:
-                raise DataError(
-                    f"BitSequences: the data's {name} vectors have {widths[name]} bits, but the "
-                    f"machine was trained on {given}; give data of the training widths"
                 )
         widths = {k: (v,) for k, v in widths.items()}
         self.input_bits = widths["input"][0]
