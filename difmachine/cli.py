@@ -168,6 +168,14 @@ def run(
     process_id: Annotated[
         int | None, typer.Option(help="Multi-host: this process's rank, 0..N-1.")
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write TensorBoard event files into RUN/tensorboard "
+            "(pip install -e '.[tensorboard]').",
+        ),
+    ] = False,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
 
@@ -178,6 +186,10 @@ def run(
     _check_at_most("--seed", seed, MAX_SEED)
     _check_at_most("--batch-size", batch_size, MAX_BATCH)
     _check_at_most("--steps", steps, MAX_SEED)
+    if tensorboard:
+        from .tensorboard import check_available
+
+        check_available()
 
     # before anything runs JAX: joining a multi-host job and splitting the CPU must come first
     parallel.initialize(
@@ -222,6 +234,7 @@ def run(
         console=console,
         name=name,
         parallel=layout,
+        tensorboard=tensorboard,
     )
     if layout is not None and not layout.is_main:
         raise typer.Exit(128 + int(result.signal) if result.interrupted else 0)
@@ -291,17 +304,36 @@ def sweep(
 @app.command()
 @_user_errors
 def show(
-    program_file: Annotated[Path, typer.Argument(help="A program file.")],
+    program_file: Annotated[
+        Path, typer.Argument(help="A program file, or a run directory (its program copy).")
+    ],
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
     ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Execute a run directory's program.py even though no run on this machine wrote it.",
+        ),
+    ] = False,
 ):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
     from .program import build, load_program, parse_overrides
+    from .rundir import PROGRAM_COPY, is_signed
 
+    name = _program_name(program_file)
+    if program_file.is_dir() and (program_file / PROGRAM_COPY).exists():
+        if not trust and not is_signed(program_file):
+            raise DifmachineError(
+                f"{program_file / PROGRAM_COPY} (or a module beside it) was not written by a run "
+                "on this machine (no valid signature) and loading it runs its code: read it, "
+                "then pass --trust"
+            )
+        program_file = program_file / PROGRAM_COPY
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
-    console.print(f"[bold]{_program_name(program_file)}[/bold]: a {type(program.machine).__name__}")
+    console.print(f"[bold]{name}[/bold]: a {type(program.machine).__name__}")
     console.print(f"task {program.task!r}: input {model.input_size}, output {model.output_size}")
     for title, columns, rows in model.summary():
         table = Table(title=title)

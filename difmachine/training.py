@@ -239,6 +239,7 @@ def train(
     name: str = "program",
     parallel: DataParallel | None = None,
     max_refused: int = MAX_REFUSED,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
@@ -256,14 +257,29 @@ def train(
     With ``parallel`` (see :mod:`difmachine.parallel`) the parameters are replicated over its
     devices and every batch is split over them; only the main process writes files and progress.
     Checkpoints are the same either way, so a run resumes on any number of devices.
+
+    ``tensorboard``: also write every metrics log row as TensorBoard scalars into
+    ``run_dir/tensorboard`` (needs the ``tensorboard`` extra, :mod:`difmachine.tensorboard`).
     """
+    if tensorboard:
+        from .tensorboard import check_available
+
+        check_available()  # before anything compiles
     if parallel is not None:
         parallel.check_batch_size(program.batch_size)
     main_process = parallel is None or parallel.is_main
     run_dir = Path(run_dir)
     if not main_process:
         return _train(
-            program, run_dir, program_file, resume, Console(quiet=True), name, parallel, max_refused
+            program,
+            run_dir,
+            program_file,
+            resume,
+            Console(quiet=True),
+            name,
+            parallel,
+            max_refused,
+            False,
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +297,7 @@ def train(
             name,
             parallel,
             max_refused,
+            tensorboard,
         )
 
 
@@ -295,7 +312,9 @@ def _cannot_write(path: Path, error: OSError, last_saved: int | None) -> Difmach
     )
 
 
-def _train(program, run_dir, program_file, resume, console, name, parallel, max_refused):
+def _train(
+    program, run_dir, program_file, resume, console, name, parallel, max_refused, tensorboard
+):
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     task, optimizer = program.task, program.optimizer
@@ -345,12 +364,16 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
     if parallel is not None:
         model, opt_state = parallel.replicate((model, opt_state))
         place_batch, place_eval = parallel.split, parallel.replicate
-    log = None
+    log = events = None
     try:
         if main_process and program_file is not None:
             write_program(run_dir, program_file, program.origin)
         if main_process:
             log = MetricsLog(run_dir / METRICS, start if resume else None)
+        if main_process and tensorboard:
+            from .tensorboard import EventWriter
+
+            events = EventWriter(run_dir, start if resume else None)
     except OSError as e:
         raise DifmachineError(
             f"{run_dir}: cannot write the run ({e.strerror or e}); use another --out"
@@ -361,6 +384,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
             return
         try:
             log.write(entry)
+            if events is not None:
+                events.write(entry)
         except OSError as e:
             raise _cannot_write(log.path, e, last_saved) from None
 
@@ -508,6 +533,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
         signal.signal(signal.SIGXFSZ, old_xfsz)
         if log is not None:
             log.close()
+        if events is not None:
+            events.close()
     interrupted = stop_signal is not None
     return RunResult(
         run_dir, step, last, time.perf_counter() - t0, interrupted, solved, refused, stop_signal

@@ -69,7 +69,7 @@ def test_a_run_carries_its_local_modules_and_works_from_anywhere(tmp_path, monke
 
     # the copies are used, even once the project is gone
     (tmp_path / "project" / "mymodule.py").write_text("raise ImportError('the original')\n")
-    for command in ("eval", "trace"):
+    for command in ("eval", "trace", "show"):
         result = invoke(command, out, *(["--samples", 2] if command == "eval" else []))
         assert result.exit_code == 0, result.output
     result = invoke("run", out / "program.py", "--out", out, "--resume", "--steps", 3)
@@ -78,8 +78,9 @@ def test_a_run_carries_its_local_modules_and_works_from_anywhere(tmp_path, monke
 
     # a changed module is refused like a changed program
     (out / "helpers" / "sizes.py").write_text("BITS = 3  # changed\n")
-    result = invoke("eval", out, "--samples", 2)
-    assert result.exit_code == 2 and "--trust" in result.stderr, result.output
+    for command in ("eval", "show"):
+        result = invoke(command, out, *(["--samples", 2] if command == "eval" else []))
+        assert result.exit_code == 2 and "--trust" in result.stderr, result.output
     assert invoke("eval", out, "--samples", 2, "--trust").exit_code == 0
 
 
