@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -273,6 +274,14 @@ def _is_local(module, directory: Path, shared: list[Path]) -> bool:
     return not any(_under(file, d) and not _under(str(directory), d) for d in shared)
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the signed source itself: never a ``__pycache__`` file beside it (which the
+    signature does not cover), and writes none into the run directory."""
+
+    def get_code(self, fullname):
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+
 class _ManifestFinder:
     """Imports exactly the modules a run directory's manifest lists, from the run directory
     (a file dropped there later is never imported instead of an installed module)."""
@@ -293,7 +302,10 @@ class _ManifestFinder:
             return None
         file, package = self.files[name]
         return importlib.util.spec_from_file_location(
-            name, file, submodule_search_locations=[str(file.parent)] if package else None
+            name,
+            file,
+            loader=_SourceLoader(name, str(file)),
+            submodule_search_locations=[str(file.parent)] if package else None,
         )
 
 

@@ -466,9 +466,15 @@ _FUNCTIONS: dict = {}  # a sweep resumed in the same process (tests) reuses its 
 
 
 def _functions(program: Program, program_file: Path, static):
-    """The jitted vmapped train and evaluation steps, one pair per program file text and
-    overrides (which determine task, optimizer and machine)."""
-    key = (program_file.read_text(), json.dumps(program.overrides, sort_keys=True))
+    """The jitted vmapped train and evaluation steps, one pair per program file text, the
+    local modules it imports and overrides (which determine task, optimizer and machine)."""
+    modules = sorted(program.origin.get("modules", {}).items())
+    key = (
+        program_file.read_text(),
+        tuple((name, Path(file).read_bytes()) for name, file in modules),
+        json.dumps(program.overrides, sort_keys=True),
+        repr(program.task),
+    )
     if key not in _FUNCTIONS:
         task = program.task
         train_step = make_train_step(task, program.optimizer, program.chunk)

@@ -72,6 +72,7 @@ def test_a_run_carries_its_local_modules_and_works_from_anywhere(tmp_path, monke
     for command in ("eval", "trace", "show"):
         result = invoke(command, out, *(["--samples", 2] if command == "eval" else []))
         assert result.exit_code == 0, result.output
+    assert not list(out.rglob("__pycache__"))  # the signed sources are compiled, no cache
     result = invoke("run", out / "program.py", "--out", out, "--resume", "--steps", 3)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "program.json").read_text()) == manifest
