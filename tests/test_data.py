@@ -246,3 +246,24 @@ def test_the_shipped_data_programs_read_their_files():
     for name, sizes in (("data_reverse_bits", (400, 100)), ("data_svo_sov", (216, 24))):
         program = dm.load_program(PROGRAMS / f"{name}.py")
         assert tuple(program.task.split_sizes().values()) == sizes
+
+
+TOKEN = st.text(alphabet="abcxyz+-", min_size=1, max_size=3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(TOKEN, min_size=1, max_size=4), st.lists(TOKEN, min_size=1, max_size=4)),
+        min_size=2,
+        max_size=12,
+    ),
+    st.sampled_from([".jsonl", ".tsv", ".npz"]),
+)
+def test_token_files_read_back_what_was_written(tmp_path_factory, pairs, suffix):
+    path = tmp_path_factory.mktemp("tokens") / f"p{suffix}"
+    write_pairs(path, [(" ".join(s), " ".join(t)) for s, t in pairs])
+    task = dm.TokenPairs(path, validation=0.5, sep=" ")
+    read = task._examples("train") + task._examples("validation")
+    assert sorted(read) == sorted((tuple(s), tuple(t)) for s, t in pairs)
+    assert set(task.vocab) == {w for s, t in pairs for w in (*s, *t)}
