@@ -6,7 +6,7 @@ import struct
 import sys
 
 import pytest
-from conftest_programs import write_program
+from conftest_programs import TINY, write_program
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -52,7 +52,12 @@ def events(path):
 
 def test_a_run_log_is_flat_and_tensorboard_gets_the_same_scalars(tmp_path):
     pytest.importorskip("tensorboardX")
-    program = dm.load_program(write_program(tmp_path / "p.py", steps=4)).replace(eval_every=2)
+    lstm = TINY.replace(
+        "dm.Machine(dm.LSTM(8), dm.NTMMemory(slots=6, width=4))", "dm.Machine(dm.LSTM(8))"
+    )
+    assert lstm != TINY
+    path = write_program(tmp_path / "p.py", steps=4, text=lstm)
+    program = dm.load_program(path).replace(eval_every=2)
     train(program, tmp_path / "run", console=quiet(), tensorboard=True)
     rows = [json.loads(x) for x in (tmp_path / "run" / METRICS).read_text().splitlines()]
     for row in rows:  # one column per metric: pandas.read_json(path, lines=True) as it is
