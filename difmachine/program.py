@@ -19,7 +19,7 @@ import jax
 import optax
 
 from .compiler import compile as compile_machine
-from .errors import CheckpointError, ProgramError
+from .errors import CheckpointError, DifmachineError, ProgramError
 from .protocol import AbstractMachine, check_count
 from .specs import check_spec
 from .tasks.base import AbstractTask
@@ -415,7 +415,8 @@ def _load(path: Path) -> tuple[Program, dict]:
         tb = traceback.extract_tb(e.__traceback__)
         lines = [f.lineno for f in tb if f.filename == str(path)]
         where = f", line {lines[-1]}" if lines else ""
-        raise ProgramError(f"{path}{where}: {type(e).__name__}: {e}") from None
+        kind = "" if isinstance(e, DifmachineError) else f"{type(e).__name__}: "  # says itself
+        raise ProgramError(f"{path}{where}: {kind}{e}") from None
     program = getattr(module, "program", None)
     if program is None:
         raise ProgramError(
