@@ -92,7 +92,8 @@ def _resolve(path: str | os.PathLike) -> Path:
 # -- parsed examples, cached by content hash -------------------------------------------------------
 
 _CACHE: dict[tuple[str, str], list] = {}  # (kind, digest) -> examples
-_LONGEST: dict[tuple, tuple[int, int]] = {}
+_LONGEST: dict[tuple, tuple[int, int]] = {}  # a task's padded lengths
+_SPLITS: dict[tuple, dict[str, list]] = {}  # (kind, digest, fraction, seed) -> the two splits
 
 
 def _digest_bytes(data: bytes) -> str:
@@ -395,13 +396,20 @@ class _DataTask:
     # the examples, from the cache (or the files again)
     def _examples(self, which: str) -> list:
         data_digest, val_digest = self.digest.split("/")
-        if which == "train" or isinstance(self.validation, float):
+        if not isinstance(self.validation, float):
+            return self._load(
+                self.data if which == "train" else self.validation,
+                (data_digest if which == "train" else val_digest),
+            )
+        key = (self.kind, data_digest, self.validation, self.seed)
+        if key not in _SPLITS:
             examples = self._load(self.data, data_digest)
-            if not isinstance(self.validation, float):
-                return examples
             train, held = _split(len(examples), self.validation, self.seed)
-            return [examples[i] for i in (train if which == "train" else held)]
-        return self._load(self.validation, val_digest)
+            _SPLITS[key] = {
+                "train": [examples[i] for i in train],
+                "validation": [examples[i] for i in held],
+            }
+        return _SPLITS[key][which]
 
     def _load(self, name: str, digest: str) -> list:
         cached = _CACHE.get((self.kind, digest))
@@ -541,9 +549,8 @@ class BitSequences(_DataTask, AbstractBitTask):
                     f"BitSequences: the validation data's {name} vectors have {width} bits, "
                     f"the training data's {widths[name]}; every {name} vector must have one width"
                 )
-        widths = {k: (v,) for k, v in widths.items()}
-        self.input_bits = widths["input"][0]
-        self.target_bits = widths["target"][0]
+        self.input_bits = widths["input"]
+        self.target_bits = widths["target"]
 
     @classmethod
     def from_arrays(cls, inputs, targets, **options) -> BitSequences:
