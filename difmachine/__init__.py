@@ -69,6 +69,7 @@ from .tasks import BinaryCopy as BinaryCopy
 from .tasks import BinaryDuplicate as BinaryDuplicate
 from .tasks import BinaryMultiplication as BinaryMultiplication
 from .tasks import BinaryReverse as BinaryReverse
+from .tasks import BitSequences as BitSequences
 from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat
@@ -80,6 +81,7 @@ from .tasks import ReverseString as ReverseString
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA
+from .tasks import TokenPairs as TokenPairs
 from .training import evaluate as evaluate
 from .training import train as train
 

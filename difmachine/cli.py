@@ -189,6 +189,14 @@ def run(
     process_id: Annotated[
         int | None, typer.Option(help="Multi-host: this process's rank, 0..N-1.")
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write TensorBoard event files into RUN/tensorboard "
+            "(pip install -e '.[tensorboard]').",
+        ),
+    ] = False,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
 
@@ -199,6 +207,10 @@ def run(
     _check_at_most("--seed", seed, MAX_SEED)
     _check_at_most("--batch-size", batch_size, MAX_BATCH)
     _check_at_most("--steps", steps, MAX_SEED)
+    if tensorboard:
+        from .tensorboard import check_available
+
+        check_available()
 
     # before anything runs JAX: joining a multi-host job and splitting the CPU must come first
     parallel.initialize(
@@ -243,6 +255,7 @@ def run(
         console=console,
         name=name,
         parallel=layout,
+        tensorboard=tensorboard,
     )
     if layout is not None and not layout.is_main:
         raise typer.Exit(128 + int(result.signal) if result.interrupted else 0)
@@ -316,18 +329,36 @@ def sweep(
 @app.command()
 @_user_errors
 def show(
-    program_file: Annotated[Path, typer.Argument(help="A program file.")],
+    program_file: Annotated[
+        Path, typer.Argument(help="A program file, or a run directory (its program copy).")
+    ],
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
     ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Execute a run directory's program.py even though no run on this machine wrote it.",
+        ),
+    ] = False,
 ):
     """Print the compiled layout: every interface slice, its activation, parameter counts."""
     from .program import build, load_program, parse_overrides
+    from .rundir import PROGRAM_COPY, is_signed
     from .specs import full_repr
 
+    name = _program_name(program_file)
+    if program_file.is_dir() and (program_file / PROGRAM_COPY).exists():
+        if not trust and not is_signed(program_file):
+            raise DifmachineError(
+                f"{program_file / PROGRAM_COPY} (or a module beside it) was not written by a run "
+                "on this machine (no valid signature) and loading it runs its code: read it, "
+                "then pass --trust"
+            )
+        program_file = program_file / PROGRAM_COPY
     program = load_program(program_file, parse_overrides(set_))
     model = build(program)
-    name = _program_name(program_file)
     console.print(f"[bold]{name}[/bold]: a {type(program.machine).__name__}", highlight=False)
     for part in ("machine", "task"):
         console.print(f"{part} {escape(full_repr(getattr(program, part)))}", highlight=False)
@@ -394,7 +425,13 @@ def eval_(
         str | None, typer.Option(help="Comma-separated lengths, e.g. 10,20,40,80.")
     ] = None,
     length: Annotated[list[int] | None, typer.Option(help="One length (repeatable).")] = None,
-    samples: Annotated[int, typer.Option(help="Fresh sequences per length.")] = 256,
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            help="Fresh sequences per length (default 256); for a task built from data, at "
+            "most this many of its evaluation examples (default all)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation data.")] = 12345,
     json_out: Annotated[
         Path | None,
@@ -409,37 +446,68 @@ def eval_(
             "--set", help="Program parameter name=value on top of the run's, e.g. selection=hard."
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Evaluate on this data file (.jsonl, .tsv, .npz) instead of the run's "
+            "validation data (tasks built from data)."
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="validation (the default) or train: which split of a task built from data."
+        ),
+    ] = None,
     best: BestCheckpoint = False,
     trust: Trust = False,
     program_file: ProgramFile = None,
 ):
-    """Evaluate a trained run on fresh sequences, also longer than in training."""
+    """Evaluate a trained run on fresh sequences, also longer than in training, or on its
+    validation data or a data file (tasks built from data)."""
     from .plotting import plot_generalization
     from .program import parse_overrides
     from .rundir import load_run
     from .training import generalization
 
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise DifmachineError(f"--samples must be at least 1, got {samples}")
     _check_at_most("--samples", samples, MAX_SEED)
+    if data is not None and split is not None:
+        raise DifmachineError("give --data FILE or --split NAME, not both")
     _check_at_most("--seed", seed, MAX_SEED, low=0)
     wanted = _parse_lengths(lengths, length)
     program, model, header = load_run(
         run_dir, parse_overrides(set_), best=best, trust=trust, program_file=program_file
     )
+    if data is not None or split is not None:
+        if data is not None:
+            data = data.resolve()  # relative to where the user is, not to the program
+        program = program.replace(
+            task=program.task.with_evaluation(data, split=split or "validation")
+        )
+    own = program.task.evaluation_size()
+    if samples is None:
+        samples = own if own is not None else 256
+    elif own is not None:
+        samples = min(samples, own)
     name = program.task.length_name
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console  # `--json -`: standard output holds only JSON
     with out.status("evaluating..."):
         rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
-    table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences per row")
+    on = f" of {data}" if data is not None else ""
+    on = on or (f" of the {program.task.evaluate_on} split" if own is not None else "")
+    table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences{on} per row")
     table.add_column(name)
     metric_names = [k for k in rows[0] if k not in (name, "seconds")]
     for k in metric_names:
         table.add_column(k, justify="right")
     table.add_column("seconds", justify="right")
     for row in rows:
-        label = "training mix" if row[name] is None else str(row[name])
+        label = (
+            ("all" if own is not None else "training mix") if row[name] is None else str(row[name])
+        )
         table.add_row(label, *(f"{row[k]:.4g}" for k in metric_names), f"{row['seconds']:.1f}")
     out.print(table)
     if json_out is not None:
@@ -448,6 +516,7 @@ def eval_(
             "step": header["step"],
             "samples": samples,
             "seed": seed,
+            **({"data": str(data)} if data is not None else {}),
             "rows": rows,
         }
         text = json.dumps(payload, indent=2) + "\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -17,10 +19,11 @@ import jax
 import optax
 
 from .compiler import compile as compile_machine
-from .errors import CheckpointError, ProgramError
+from .errors import CheckpointError, DifmachineError, ProgramError
 from .protocol import AbstractMachine, check_count
 from .specs import check_spec
 from .tasks.base import AbstractTask
+from .tasks.data import relative_to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,9 @@ class Program:
       ``batch_size``.
     - ``overrides``: the ``--set name=value`` parameters the program was loaded with (filled in by
       :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
+    - ``origin``: where :func:`load_program` found it (filled in): ``{"file": ..., "directory":
+      ..., "modules": {relative name: file}}``, the local modules the program imported, which
+      a run copies beside its ``program.py``.
     """
 
     machine: AbstractMachine
@@ -64,6 +70,7 @@ class Program:
     remat: bool | None = None
     chunk: int | None = None
     overrides: dict = dataclasses.field(default_factory=dict, compare=False)
+    origin: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.machine, AbstractMachine):
@@ -220,7 +227,7 @@ def load_program(path: str | Path, overrides: dict[str, str] | None = None) -> P
     _overrides.update(overrides or {})
     _used.clear()
     try:
-        program = _load(Path(path))
+        program, origin = _load(Path(path))
     finally:
         unknown = set(_overrides) - _used
         _overrides.clear()
@@ -228,10 +235,153 @@ def load_program(path: str | Path, overrides: dict[str, str] | None = None) -> P
         raise ProgramError(
             f"{path} has no parameter {', '.join(sorted(unknown))} (it reads: {', '.join(sorted(_used)) or 'none'})"
         )
-    return dataclasses.replace(program, overrides=dict(overrides or {}))
+    return dataclasses.replace(program, overrides=dict(overrides or {}), origin=origin)
 
 
-def _load(path: Path) -> Program:
+#: beside a run's ``program.py``: where the program came from and the local modules copied
+MANIFEST = "program.json"
+
+
+def _under(path: str | None, directory: Path) -> bool:
+    if not path:
+        return False
+    try:
+        Path(path).resolve().relative_to(directory)
+        return True
+    except ValueError:
+        return False
+
+
+def _shared_dirs() -> list[Path]:
+    """Where installed code lives (never a program's local module)."""
+    import site
+    import sysconfig
+
+    dirs = {sys.prefix, sys.base_prefix, *site.getsitepackages()}
+    dirs.update(sysconfig.get_paths().values())
+    dirs.add(str(Path(__file__).resolve().parent))  # difmachine itself
+    return [Path(d).resolve() for d in dirs if d]
+
+
+def _is_local(module, directory: Path, shared: list[Path]) -> bool:
+    """A module imported from ``directory`` that is not installed code (site-packages, the
+    standard library, difmachine), even when ``directory`` holds some of those."""
+    file = getattr(module, "__file__", None)
+    if not _under(file, directory):
+        return False
+    if any(part in ("site-packages", "dist-packages") for part in Path(file).parts):
+        return False
+    return not any(_under(file, d) and not _under(str(directory), d) for d in shared)
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the signed source itself: never a ``__pycache__`` file beside it (which the
+    signature does not cover), and writes none into the run directory."""
+
+    def get_code(self, fullname):
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+
+class _ManifestFinder:
+    """Imports exactly the modules a run directory's manifest lists, from the run directory
+    (a file dropped there later is never imported instead of an installed module)."""
+
+    def __init__(self, run_dir: Path, names: list[str]):
+        self.files = {}
+        for name in names:
+            rel = Path(name)
+            if rel.is_absolute() or ".." in rel.parts or rel.suffix != ".py":
+                raise ProgramError(f"{run_dir / MANIFEST} lists {name!r}, not a module file")
+            parts = rel.with_suffix("").parts
+            package = parts[-1] == "__init__"
+            dotted = ".".join(parts[:-1] if package else parts)
+            self.files[dotted] = (run_dir / rel, package)
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.files:
+            return None
+        file, package = self.files[name]
+        return importlib.util.spec_from_file_location(
+            name,
+            file,
+            loader=_SourceLoader(name, str(file)),
+            submodule_search_locations=[str(file.parent)] if package else None,
+        )
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """The manifest beside a run directory's ``program.py`` (``None`` for another file)."""
+    manifest = path.parent / MANIFEST
+    if path.name != "program.py" or not manifest.exists():
+        return None
+    try:
+        data = json.loads(manifest.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("modules", []), list):
+            raise ValueError
+        return data
+    except (OSError, ValueError):
+        raise ProgramError(
+            f"{manifest} is unreadable or corrupt; use --program FILE with the original program"
+        ) from None
+
+
+class _LocalImports:
+    """While a program file runs: its directory is importable (or, for a run directory's copy,
+    exactly the modules its manifest lists); afterwards the local modules it imported are taken
+    out of ``sys.modules`` again (and a module of one of those names imported before is put
+    back), so two programs with different ``mymodule.py`` loaded in one process each get their
+    own, and nothing of one leaks into the next."""
+
+    def __init__(self, path: Path, manifest: dict | None):
+        self.directory = path.parent.resolve()
+        self.manifest = manifest
+        self.found: dict[str, str] = {}
+
+    def __enter__(self):
+        self.shared = _shared_dirs()
+        self.before = set(sys.modules)
+        self.stashed = {}
+        if self.manifest is not None:
+            self.finder = _ManifestFinder(self.directory, self.manifest.get("modules", []))
+            names = {n.split(".")[0] for n in self.finder.files}
+            sys.meta_path.insert(0, self.finder)
+        else:
+            self.finder = None
+            names = {
+                p.stem if p.suffix == ".py" else p.name
+                for p in self.directory.iterdir()
+                if p.suffix == ".py" or (p / "__init__.py").exists()
+            }
+            sys.path.insert(0, str(self.directory))
+        # a module of the same name imported before (another program's, or the user's own) must
+        # not stand in for this directory's: set it aside while the program runs
+        for key in list(sys.modules):
+            file = getattr(sys.modules[key], "__file__", None)
+            if (
+                key.split(".")[0] in names
+                and file
+                and not any(_under(file, d) for d in self.shared)
+            ):
+                self.stashed[key] = sys.modules.pop(key)
+        return self
+
+    def __exit__(self, *exc):
+        if self.finder is not None:
+            sys.meta_path.remove(self.finder)
+        else:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(self.directory))
+        for key in set(sys.modules) - self.before:
+            module = sys.modules[key]
+            if _is_local(module, self.directory, self.shared):
+                rel = Path(module.__file__).resolve().relative_to(self.directory)
+                self.found[str(rel)] = str(Path(module.__file__).resolve())
+                del sys.modules[key]
+        sys.modules.update(self.stashed)
+        return False
+
+
+def _load(path: Path) -> tuple[Program, dict]:
     if not path.exists():
         raise ProgramError(f"{path}: no such program file (try one of programs/*.py)")
     if path.is_dir():
@@ -252,15 +402,21 @@ def _load(path: Path) -> Program:
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(path)
     sys.modules[module_name] = module
+    manifest = _read_manifest(path)
+    # relative data file names start at the program's own directory (a run's original one)
+    data_dir = (manifest or {}).get("directory") or str(path.parent.resolve())
+    imports = _LocalImports(path, manifest)
     try:
-        exec(code, module.__dict__)
+        with imports, relative_to(data_dir):
+            exec(code, module.__dict__)
     except ProgramError as e:
         raise ProgramError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - report any user error in one line
         tb = traceback.extract_tb(e.__traceback__)
         lines = [f.lineno for f in tb if f.filename == str(path)]
         where = f", line {lines[-1]}" if lines else ""
-        raise ProgramError(f"{path}{where}: {type(e).__name__}: {e}") from None
+        kind = "" if isinstance(e, DifmachineError) else f"{type(e).__name__}: "  # says itself
+        raise ProgramError(f"{path}{where}: {kind}{e}") from None
     program = getattr(module, "program", None)
     if program is None:
         raise ProgramError(
@@ -270,7 +426,12 @@ def _load(path: Path) -> Program:
         raise ProgramError(
             f"{path}: `program` must be a difmachine.Program, got {type(program).__name__}"
         )
-    return program
+    if manifest is not None:
+        modules = {name: str(path.parent.resolve() / name) for name in manifest.get("modules", [])}
+    else:
+        modules = imports.found
+    origin = {"file": str(path.resolve()), "directory": data_dir, "modules": modules}
+    return program, origin
 
 
 def build(program: Program):
@@ -329,4 +490,4 @@ def _difference(theirs: dict, mine: dict) -> str:
     return f"the checkpoint has parameter {extra[0]}, this program has not" if extra else "?"
 
 
-__all__ = ["Program", "build", "load_program"]
+__all__ = ["MANIFEST", "Program", "build", "load_program"]

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import equinox as eqx
 
 from . import checkpoint
 from .errors import DifmachineError
-from .program import Program, build, load_program
+from .program import MANIFEST, Program, build, load_program
 
 CHECKPOINT = "checkpoint.eqx"
 BEST = "best.eqx"  # the checkpoint of the best evaluation so far
@@ -94,8 +95,28 @@ def _standard(value):
     return value
 
 
+EVAL_PREFIX = "eval/"  # evaluation columns of the metrics log: "eval/loss", "eval/bit_errors"
+
+
+def eval_record(step: int, time: float, metrics: dict) -> dict:
+    """A metrics log row of an evaluation: flat columns ``eval/<metric>`` beside ``step`` and
+    ``time``, so ``pandas.read_json(path, lines=True)`` gives one column per metric."""
+    return {"step": step, "time": time, **{EVAL_PREFIX + k: v for k, v in metrics.items()}}
+
+
+def record_eval(record: dict) -> dict | None:
+    """The evaluation metrics of a metrics log row (``None`` for a training row); reads this
+    version's flat ``eval/<metric>`` columns and older logs' nested ``"eval": {...}``."""
+    if isinstance(record.get("eval"), dict):
+        return record["eval"]
+    found = {k[len(EVAL_PREFIX) :]: v for k, v in record.items() if k.startswith(EVAL_PREFIX)}
+    return found or None
+
+
 class MetricsLog:
-    """``metrics.jsonl``: one standard JSON object per line.
+    """``metrics.jsonl``: one standard JSON object per line, flat: training rows hold
+    ``step``, ``time``, ``seq_per_s`` and the metrics; evaluation rows ``step``, ``time`` and
+    ``eval/<metric>`` columns (:func:`eval_record`).
 
     ``resume_step=None`` starts a fresh log (an old one is replaced); with a step, the lines
     after it (written after the checkpoint the run resumes from) and any torn line are dropped.
@@ -182,25 +203,78 @@ def _signature(key: bytes, source: bytes) -> str:
     return "hmac-sha256:" + hmac.new(key, source, hashlib.sha256).hexdigest()
 
 
+def _signed_bytes(run_dir: Path) -> bytes:
+    """What a run's signature covers: ``program.py``, and with a manifest the manifest and
+    every local module it lists (name and contents), so a changed module is refused like a
+    changed program. A run without a manifest (an older one) signs ``program.py`` alone."""
+    source = (run_dir / PROGRAM_COPY).read_bytes()
+    manifest = run_dir / MANIFEST
+    if not manifest.exists():
+        return source
+    text = manifest.read_bytes()
+    parts = [source, text]
+    try:
+        names = json.loads(text).get("modules", [])
+    except (ValueError, AttributeError):
+        names = []
+    for name in sorted(str(n) for n in names):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise OSError(f"bad module name {name!r}")
+        parts += [name.encode(), (run_dir / name).read_bytes()]
+    return b"\0".join(hashlib.sha256(p).digest() for p in parts)
+
+
+def write_program(run_dir: str | Path, program_file: str | Path, origin: dict | None) -> None:
+    """Copy the program file beside the run as ``program.py``, with the local modules it
+    imported (``origin["modules"]``, from :func:`~difmachine.program.load_program`) at the same
+    relative places and a manifest naming them, then sign the lot. Nothing to copy when the
+    program file is the run's own copy."""
+    run_dir = Path(run_dir)
+    program_file = Path(program_file)
+    if program_file.resolve() != (run_dir / PROGRAM_COPY).resolve():
+        modules = dict((origin or {}).get("modules", {}))
+        for name, file in modules.items():
+            if Path(name).with_suffix("").parts[0] in ("program",):
+                raise DifmachineError(
+                    f"{program_file} imports a local module {name!r}, whose name a run directory "
+                    "uses for its program copy: rename the module"
+                )
+            target = run_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+        shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
+        manifest = {
+            "source": str(program_file.resolve()),
+            "directory": (origin or {}).get("directory") or str(program_file.resolve().parent),
+            "modules": sorted(modules),
+        }
+        tmp = run_dir / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+        os.replace(tmp, run_dir / MANIFEST)
+    sign_program(run_dir)
+
+
 def sign_program(run_dir: str | Path) -> None:
-    """Mark the run's ``program.py`` as written on this machine: an HMAC with this user's key."""
+    """Mark the run's ``program.py`` (and its manifest's local modules) as written on this
+    machine: an HMAC with this user's key."""
     run_dir = Path(run_dir)
     key = _key(create=True)
     if key is None:
         return
-    signature = _signature(key, (run_dir / PROGRAM_COPY).read_bytes())
+    signature = _signature(key, _signed_bytes(run_dir))
     tmp = run_dir / f".{SIGNATURE}.tmp"
     tmp.write_text(signature + "\n")
     os.replace(tmp, run_dir / SIGNATURE)
 
 
 def is_signed(run_dir: str | Path) -> bool:
-    """Whether the run's ``program.py`` carries this user's signature (unchanged since written)."""
+    """Whether the run's ``program.py`` and local modules carry this user's signature
+    (unchanged since written)."""
     run_dir = Path(run_dir)
     key = _key(create=False)
     try:
         signature = (run_dir / SIGNATURE).read_text().strip()
-        source = (run_dir / PROGRAM_COPY).read_bytes()
+        source = _signed_bytes(run_dir)
     except (OSError, UnicodeDecodeError):
         return False
     return key is not None and hmac.compare_digest(signature, _signature(key, source))
@@ -243,8 +317,9 @@ def load_run(
         source = Path(program_file)
     elif not trust and not is_signed(run_dir):
         raise DifmachineError(
-            f"{source} was not written by a run on this machine (no valid signature) and loading "
-            "it runs its code: read it, then pass --trust, or --program FILE to use your own copy"
+            f"{source} (or a module beside it) was not written by a run on this machine (no valid "
+            "signature) and loading it runs its code: read it, then pass --trust, or --program "
+            "FILE to use your own copy"
         )
     path = run_dir / (BEST if best else CHECKPOINT)
     if best and not path.exists():
@@ -269,10 +344,14 @@ __all__ = [
     "BEST",
     "METRICS",
     "PROGRAM_COPY",
+    "EVAL_PREFIX",
     "MetricsLog",
+    "eval_record",
+    "record_eval",
     "clean_temporaries",
     "is_signed",
     "load_run",
     "locked",
     "sign_program",
+    "write_program",
 ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,8 +48,8 @@ from rich.table import Table
 from . import checkpoint
 from .errors import DifmachineError
 from .program import Program, build, load_program
-from .rundir import BEST, CHECKPOINT, METRICS, PROGRAM_COPY, sign_program
-from .training import EVAL_STREAM, batch_rng, make_eval_step, make_train_step
+from .rundir import BEST, CHECKPOINT, METRICS, eval_record, record_eval, write_program
+from .training import batch_rng, eval_batches, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
 MAX_JOBS = 2  # processes at a time by default: this project's machine has 2 cores
@@ -227,8 +226,9 @@ def _last_eval(run_dir: Path, main: str, up_to: int) -> tuple[int | None, float 
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a crash
-        if "eval" in row and row["step"] <= up_to and main in row["eval"]:
-            step, value = row["step"], row["eval"][main]
+        ev = record_eval(row)
+        if ev is not None and row["step"] <= up_to and main in ev:
+            step, value = row["step"], ev[main]
     return step, value
 
 
@@ -449,25 +449,32 @@ def evaluate_seeds(eval_fn, params, task, data_seeds: list[int], samples: int) -
     computes them for a single run (fresh data from ``data_seeds[i]``, batches of 64), in one
     vmapped ``eval_fn(params, batch)`` per batch."""
     totals = [dict() for _ in data_seeds]
-    done, j = 0, 0
-    while done < samples:
-        k = min(64, samples - done)
-        batch = _stack_batches([task.sample(batch_rng(d, j, EVAL_STREAM), k) for d in data_seeds])
+    done = 0
+    streams = [eval_batches(task, samples, d) for d in data_seeds]
+    for pairs in zip(*streams):
+        k = pairs[0][1]
+        batch = _stack_batches([b for b, _ in pairs])
         metrics = jax.device_get(eval_fn(params, batch))
         for i, t in enumerate(totals):
             for key, v in metrics.items():
                 t[key] = t.get(key, 0.0) + float(v[i]) * k
-        done, j = done + k, j + 1
-    return [{key: v / samples for key, v in t.items()} for t in totals]
+        done += k
+    return [{key: v / done for key, v in t.items()} for t in totals]
 
 
 _FUNCTIONS: dict = {}  # a sweep resumed in the same process (tests) reuses its compiled step
 
 
 def _functions(program: Program, program_file: Path, static):
-    """The jitted vmapped train and evaluation steps, one pair per program file text and
-    overrides (which determine task, optimizer and machine)."""
-    key = (program_file.read_text(), json.dumps(program.overrides, sort_keys=True))
+    """The jitted vmapped train and evaluation steps, one pair per program file text, the
+    local modules it imports and overrides (which determine task, optimizer and machine)."""
+    modules = sorted(program.origin.get("modules", {}).items())
+    key = (
+        program_file.read_text(),
+        tuple((name, Path(file).read_bytes()) for name, file in modules),
+        json.dumps(program.overrides, sort_keys=True),
+        repr(program.task),
+    )
     if key not in _FUNCTIONS:
         task = program.task
         train_step = make_train_step(task, program.optimizer, program.chunk)
@@ -536,9 +543,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
             else None
         )
         d.mkdir(parents=True, exist_ok=True)
-        if program_file.resolve() != (d / PROGRAM_COPY).resolve():
-            shutil.copyfile(program_file, d / PROGRAM_COPY)
-        sign_program(d)  # eval/trace of a seed directory made here need no --trust
+        # eval/trace of a seed directory made here need no --trust
+        write_program(d, program_file, program.origin)
         records[i].status = "compiling"
     logs = {i: open(dirs[i] / METRICS, "a") for i in group}
     windows: dict[int, list[dict]] = {i: [] for i in group}
@@ -635,9 +641,7 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                     evals = evaluate_seeds(eval_fn, params, task, data_seeds, program.eval_samples)
                     for i in to_eval:
                         r, ev = records[i], evals[group.index(i)]
-                        logs[i].write(
-                            json.dumps({"step": r.step, "time": time.time(), "eval": ev}) + "\n"
-                        )
+                        logs[i].write(json.dumps(eval_record(r.step, time.time(), ev)) + "\n")
                         logs[i].flush()
                         r.eval = ev[main]
                         if best[i] is None or ev[main] < best[i]:

@@ -331,7 +331,7 @@ class Example(NamedTuple):
 def run_example(model, task, *, length: int | None = None, seed: int = 0) -> Example:
     """Run ``model`` on one fresh example of ``task`` with traces on: teacher-forced, or for
     generative tasks decoded greedily from the start token, as the model would be used."""
-    batch = task.sample(np.random.default_rng(seed), 1, length)
+    batch = task.trace_example(np.random.default_rng(seed), length)
     context = jax.tree.map(lambda a: a[0], batch.context)
     x, mask = batch.inputs[0], batch.mask[0]
     if task.generative:

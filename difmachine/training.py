@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from .rundir import (
     BEST,
     CHECKPOINT,
     METRICS,
-    PROGRAM_COPY,
     MetricsLog,
     clean_temporaries,
+    eval_record,
     locked,
-    sign_program,
+    write_program,
 )
 from .tasks.base import AbstractTask, Batch
 
@@ -176,17 +175,29 @@ def evaluate(
     puts each batch where the model is (data-parallel runs replicate it)."""
     eval_step = eval_step or make_eval_step(task)
     totals: dict[str, float] = {}
-    done, i = 0, 0
-    while done < samples:
-        n = min(batch_size, samples - done)
-        batch = task.sample(batch_rng(seed, i, EVAL_STREAM), n, length)
+    done = 0
+    for batch, n in eval_batches(task, samples, seed, length, batch_size):
         if place is not None:
             batch = place(batch)
         metrics = jax.device_get(eval_step(model, batch))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * n
+        done += n
+    return {k: v / done for k, v in totals.items()}
+
+
+def eval_batches(task, samples: int, seed: int, length=None, batch_size: int = 64):
+    """``(batch, examples)`` pairs of an evaluation: the task's own evaluation data (a data
+    task's validation split, at most ``samples`` examples) or ``samples`` fresh sequences."""
+    own = task.evaluation_batches(samples, batch_size, seed, length)
+    if own is not None:
+        yield from own
+        return
+    done, i = 0, 0
+    while done < samples:
+        n = min(batch_size, samples - done)
+        yield task.sample(batch_rng(seed, i, EVAL_STREAM), n, length), n
         done, i = done + n, i + 1
-    return {k: v / samples for k, v in totals.items()}
 
 
 def generalization(model, task, lengths, *, samples: int, seed: int) -> list[dict]:
@@ -229,6 +240,7 @@ def train(
     name: str = "program",
     parallel: DataParallel | None = None,
     max_refused: int = MAX_REFUSED,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
@@ -246,14 +258,29 @@ def train(
     With ``parallel`` (see :mod:`difmachine.parallel`) the parameters are replicated over its
     devices and every batch is split over them; only the main process writes files and progress.
     Checkpoints are the same either way, so a run resumes on any number of devices.
+
+    ``tensorboard``: also write every metrics log row as TensorBoard scalars into
+    ``run_dir/tensorboard`` (needs the ``tensorboard`` extra, :mod:`difmachine.tensorboard`).
     """
+    if tensorboard:
+        from .tensorboard import check_available
+
+        check_available()  # before anything compiles
     if parallel is not None:
         parallel.check_batch_size(program.batch_size)
     main_process = parallel is None or parallel.is_main
     run_dir = Path(run_dir)
     if not main_process:
         return _train(
-            program, run_dir, program_file, resume, Console(quiet=True), name, parallel, max_refused
+            program,
+            run_dir,
+            program_file,
+            resume,
+            Console(quiet=True),
+            name,
+            parallel,
+            max_refused,
+            False,
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -271,6 +298,7 @@ def train(
             name,
             parallel,
             max_refused,
+            tensorboard,
         )
 
 
@@ -285,7 +313,9 @@ def _cannot_write(path: Path, error: OSError, last_saved: int | None) -> Difmach
     )
 
 
-def _train(program, run_dir, program_file, resume, console, name, parallel, max_refused):
+def _train(
+    program, run_dir, program_file, resume, console, name, parallel, max_refused, tensorboard
+):
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     task, optimizer = program.task, program.optimizer
@@ -335,18 +365,16 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
     if parallel is not None:
         model, opt_state = parallel.replicate((model, opt_state))
         place_batch, place_eval = parallel.split, parallel.replicate
-    log = None
+    log = events = None
     try:
-        if (
-            main_process
-            and program_file is not None
-            and Path(program_file).resolve() != (run_dir / PROGRAM_COPY).resolve()
-        ):
-            shutil.copyfile(program_file, run_dir / PROGRAM_COPY)
         if main_process and program_file is not None:
-            sign_program(run_dir)
+            write_program(run_dir, program_file, program.origin)
         if main_process:
             log = MetricsLog(run_dir / METRICS, start if resume else None)
+        if main_process and tensorboard:
+            from .tensorboard import EventWriter
+
+            events = EventWriter(run_dir, start if resume else None)
     except OSError as e:
         raise DifmachineError(
             f"{run_dir}: cannot write the run ({e.strerror or e}); use another --out"
@@ -357,6 +385,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
             return
         try:
             log.write(entry)
+            if events is not None:
+                events.write(entry)
         except OSError as e:
             raise _cannot_write(log.path, e, last_saved) from None
 
@@ -458,7 +488,7 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
                         eval_step=eval_step,
                         place=place_eval,
                     )
-                    record({"step": step, "time": time.time(), "eval": ev})
+                    record(eval_record(step, time.time(), ev))
                     progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
                     improved = best is None or ev[main] < best
@@ -504,6 +534,8 @@ def _train(program, run_dir, program_file, resume, console, name, parallel, max_
         signal.signal(signal.SIGXFSZ, old_xfsz)
         if log is not None:
             log.close()
+        if events is not None:
+            events.close()
     interrupted = stop_signal is not None
     return RunResult(
         run_dir,

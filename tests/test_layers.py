@@ -32,7 +32,7 @@ FLOORS = {
     1: ["devices.", "controllers", "halting.", "tasks.", "optim"],
     2: ["compiler", "machine", "seq2seq", "neural_gpu"],
     3: ["program"],
-    4: ["training", "rundir", "trace", "parallel", "sweep", "testing"],
+    4: ["training", "rundir", "trace", "parallel", "sweep", "testing", "tensorboard"],
     5: ["cli", "__main__", ""],  # "" is the package's __init__: the public API
 }
 # the generic floors: they work through the protocols and name no particular component

@@ -17,7 +17,7 @@ from difmachine import checkpoint, testing
 from difmachine.cli import app
 from difmachine.errors import DifmachineError
 from difmachine.program import build, load_program
-from difmachine.rundir import BEST, CHECKPOINT, METRICS
+from difmachine.rundir import BEST, CHECKPOINT, METRICS, record_eval
 from difmachine.sweep import SeedRecord, parse_seeds, summarize, sweep
 from difmachine.training import train
 
@@ -50,7 +50,7 @@ def test_seed_s_of_a_vmapped_sweep_is_a_single_run_of_seed_s(tmp_path):
         for key in ("program", "fingerprint", "step", "settings"):
             assert ha[key] == hb[key], key
         evals = [
-            [json.loads(x)["eval"] for x in (d / METRICS).read_text().splitlines() if "eval" in x]
+            [e for x in (d / METRICS).read_text().splitlines() if (e := record_eval(json.loads(x)))]
             for d in (tmp_path / "sw" / f"seed_{s}", tmp_path / f"single{s}")
         ]
         assert len(evals[0]) == len(evals[1]) == 1

@@ -12,6 +12,9 @@ from .binary import BinaryDuplicate as BinaryDuplicate
 from .binary import BinaryMultiplication as BinaryMultiplication
 from .binary import BinaryReverse as BinaryReverse
 from .copy import Copy as Copy
+from .data import BitSequences as BitSequences
+from .data import DataError as DataError
+from .data import TokenPairs as TokenPairs
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -56,6 +57,33 @@ class AbstractTask(eqx.Module):
 
     @abc.abstractmethod
     def metrics(self, outputs, targets, loss_mask) -> dict[str, jax.Array]: ...
+
+    def evaluation_batches(
+        self, samples: int, batch_size: int, seed: int, length: int | None = None
+    ) -> Iterator[tuple[Batch, int]] | None:
+        """The task's own evaluation data (a validation split) as ``(batch, examples)`` pairs,
+        at most ``samples`` examples; ``None`` (the default): evaluation draws fresh batches
+        from :meth:`sample`."""
+        return None
+
+    def evaluation_size(self) -> int | None:
+        """How many examples :meth:`evaluation_batches` has in all (``None``: fresh samples)."""
+        return None
+
+    def with_evaluation(self, data=None, *, split: str = "validation") -> AbstractTask:
+        """This task evaluated on ``data`` (a file) or on one of its splits; only tasks built
+        from data (``BitSequences``, ``TokenPairs``) have evaluation data to choose."""
+        from ..errors import DifmachineError
+
+        raise DifmachineError(
+            f"{type(self).__name__} makes fresh examples and has no data to choose; --data and "
+            "--split are for tasks built from data (BitSequences, TokenPairs)"
+        )
+
+    def trace_example(self, rng: np.random.Generator, length: int | None = None) -> Batch:
+        """A batch of one example for traces (a task with its own evaluation data shows one
+        of those)."""
+        return self.sample(rng, 1, length)
 
     def present(self, outputs: jax.Array) -> jax.Array:
         """Outputs as shown in traces (e.g. probabilities for logits)."""

@@ -96,17 +96,25 @@ class AbstractTokenTask(AbstractTask):
                 f"{type(self).__name__} sample(length=...) must be a positive integer, got {length!r}"
             )
         S, T = self.padded(length)
-        V = len(self.vocab)
+        pairs = []
+        for _ in range(batch_size):
+            src, tgt = self.pair(rng, length)
+            s, t = self.ids(src), self.ids(tgt)
+            if len(s) > S or len(t) > T:
+                raise AssertionError(f"{type(self).__name__}.padded is too small for {src!r}")
+            pairs.append((s, t))
+        return self.token_batch(pairs, S, T)
+
+    def token_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], S: int, T: int) -> Batch:
+        """A batch of ``(source ids, target ids)`` pairs, sources padded to ``S`` tokens and
+        targets to ``T`` (plus the end)."""
+        batch_size, V = len(pairs), len(self.vocab)
         source = np.zeros((batch_size, S, V), np.float32)
         source_mask = np.zeros((batch_size, S), np.float32)
         inputs = np.zeros((batch_size, T + 1, V + 2), np.float32)
         targets = np.zeros((batch_size, T + 1, V + 1), np.float32)
         mask = np.zeros((batch_size, T + 1), np.float32)
-        for b in range(batch_size):
-            src, tgt = self.pair(rng, length)
-            s, t = self.ids(src), self.ids(tgt)
-            if len(s) > S or len(t) > T:
-                raise AssertionError(f"{type(self).__name__}.padded is too small for {src!r}")
+        for b, (s, t) in enumerate(pairs):
             source[b, np.arange(len(s)), s] = 1.0
             source_mask[b, : len(s)] = 1.0
             inputs[b, 0, V + 1] = 1.0
