@@ -105,11 +105,13 @@ def test_the_readme_device_is_proven_trained_evaluated_and_traced_outside_the_re
         "batch item 0: leaf ['reads'] is nan at (0, 0)"
     ) in out, out
 
-    out = run("-m", "difmachine", "run", "my_program.py", "--steps", "3", cwd=project)
-    assert "done: step 3" in out, out
+    out = run(
+        "-m", "difmachine", "run", "my_program.py", "--steps", "2", "--batch-size", "2", cwd=project
+    )
+    assert "done: step 2" in out, out
     (project / "my_memory.py").unlink()  # the run directory carries its own copy
     run_dir = project / "runs" / "my_program"
-    out = run("-m", "difmachine", "eval", run_dir, "--length", "3", "--samples", "4", cwd=elsewhere)
+    out = run("-m", "difmachine", "eval", run_dir, "--length", "3", "--samples", "2", cwd=elsewhere)
     assert "bit_errors" in out, out
     out = run("-m", "difmachine", "trace", run_dir, "--length", "3", cwd=elsewhere)
     assert "write weighting" in out and "read weighting" in out, out
