@@ -652,6 +652,16 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                             r.done, r.status = True, "solved"
                             save(i)
                     live.update(seeds_table(records, main, title=f"{name}: evaluated"))
+                    if not console.is_terminal:  # piped to a log: no live table, a line instead
+                        console.print(
+                            f"step {records[to_eval[0]].step}  eval {main}  "
+                            + "  ".join(
+                                f"seed {records[i].seed} {records[i].eval:.4g}"
+                                + (" solved" if records[i].status == "solved" else "")
+                                for i in to_eval
+                            ),
+                            highlight=False,
+                        )
                     window_start = time.perf_counter()
                 for i in training:
                     r = records[i]
