@@ -1,56 +1,15 @@
 """Neural GPU on binary multiplication (Kaiser & Sutskever 2015, "Neural GPUs learn algorithms").
 
-The input is two numbers of up to 20 bits, least significant bit first, separated by ``*``; the
-output, at the same positions, is their product's bits then blanks. The machine is a grid of 4 rows
-x input length x 24 channels updated by 2 convolutional GRUs (3x3) per step, run for as many
-steps as the input is long; it is scored on every position of the output (``errors``: the
-fraction of sequences with any wrong symbol).
-
-The paper's training techniques, each a knob (``--set name=value``):
-- ``cutoff``: the saturating sigmoid of the gates, clip(1.2 sigmoid(x) - 0.1, 0, 1) at 1.2
-  (1.0 = plain sigmoid);
-- ``relax``, ``pull``: parameter-sharing relaxation (``relax`` copies of the CGRU parameters,
-  step i uses copy i mod relax, pulled together by ``pull``); 1 = no relaxation;
-- ``noise``: annealed gradient noise, variance noise / (1 + t)^0.55 (0 = off);
-- ``curriculum``: numbers of k bits drawn with probability proportional to k^-curriculum
-  (0 = uniform), a stateless stand-in for the paper's growing lengths.
-Dropout on the recurrence is not available (the machine protocol gives no random key).
-Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
+The machine, the training techniques and their knobs are those of ``neural_gpu_add.py`` (read
+its docstring; ``--set`` takes the same names): only the task differs. The input is two numbers
+of up to 20 bits, least significant bit first, separated by ``*``; the output, at the same
+positions, is their product's bits then blanks.
 """
 
-import optax
-
 import difmachine as dm
+from neural_gpu_add import bits, curriculum
+from neural_gpu_add import program as addition  # a module beside the program: the run copies it
 
-bits = dm.param("bits", 20)
-channels = dm.param("channels", 24)
-cutoff = dm.param("cutoff", 1.2)
-relax = dm.param("relax", 1)
-pull = dm.param("pull", 1e-3)
-noise = dm.param("noise", 1e-4)
-curriculum = dm.param("curriculum", 1.0)
-lr = dm.param("lr", 3e-3)
-
-program = dm.Program(
-    machine=dm.NeuralGPU(
-        width=4,
-        channels=channels,
-        layers=2,
-        kernel=3,
-        sigmoid_cutoff=cutoff,
-        relax=relax,
-        relax_pull=pull,
-    ),
-    task=dm.BinaryMultiplication(min_bits=1, max_bits=bits, curriculum=curriculum),
-    optimizer=optax.chain(
-        optax.clip_by_global_norm(1.0),
-        dm.gradient_noise(noise),
-        optax.adam(lr),
-    ),
-    batch_size=dm.param("batch_size", 16),
-    steps=dm.param("steps", 20_000),
-    eval_every=dm.param("eval_every", 200),
-    eval_samples=128,
-    checkpoint_every=200,
-    target=0.0,
+program = addition.replace(
+    task=dm.BinaryMultiplication(min_bits=1, max_bits=bits, curriculum=curriculum)
 )
