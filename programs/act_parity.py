@@ -17,9 +17,7 @@ program = dm.Program(
         controller=dm.RNN(128),
         halting=dm.ACT(max_ponder=20, epsilon=0.01, time_penalty=dm.param("time_penalty", 1e-3)),
     ),
-    task=dm.Parity(
-        bits=dm.param("bits", 16), max_nonzeros=dm.param("max_nonzeros", 0) or None
-    ),
+    task=dm.Parity(bits=dm.param("bits", 16), max_nonzeros=dm.param("max_nonzeros", 0) or None),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
     batch_size=128,
     steps=dm.param("steps", 20_000),

@@ -12,8 +12,9 @@ encoder-decoder baseline, `dot`/`general` Luong's scores). `difmachine eval runs
 --lengths 8,12,18,24` tests 1.5-2x longer strings.
 """
 
-import difmachine as dm
 from seq2seq_reverse import program as reverse  # a module beside the program: the run copies it
+
+import difmachine as dm
 
 program = reverse.replace(
     task=dm.SortString(

@@ -16,19 +16,28 @@ def real_steps(mask):
     return n
 
 
-@given(seed=seeds, L=st.integers(1, 4), R=st.integers(1, 4), fixed=st.none() | st.integers(1, 6))
-def test_repeat_copy(seed, L, R, fixed):
-    task = dm.RepeatCopy(bits=3, min_length=1, max_length=L, min_repeats=1, max_repeats=R)
+@given(
+    seed=seeds,
+    L=st.integers(1, 4),
+    R=st.integers(1, 4),
+    fixed=st.none() | st.integers(1, 6),
+    vary=st.sampled_from(["repeats", "length"]),
+)
+def test_repeat_copy(seed, L, R, fixed, vary):
+    task = dm.RepeatCopy(
+        bits=3, min_length=1, max_length=L, min_repeats=1, max_repeats=R, vary=vary
+    )
+    assert task.length_name == vary
     batch = task.sample(np.random.default_rng(seed), 3, length=fixed)
     for x, y, m, lm in zip(*batch[:4]):
         n = real_steps(m)
         delim = int(np.argmax(x[:, 3]))
-        assert x[delim, 3] == 1 and 1 <= delim <= L
         repeats = round(float(x[delim, 4]) * R)
-        if fixed is None:
-            assert 1 <= repeats <= R
-        else:
-            assert repeats == fixed
+        assert x[delim, 3] == 1
+        fixed_length = fixed if vary == "length" else None
+        fixed_repeats = fixed if vary == "repeats" else None
+        assert delim == fixed_length if fixed_length else 1 <= delim <= L
+        assert repeats == fixed_repeats if fixed_repeats else 1 <= repeats <= R
         seq = x[:delim, :3]
         expected = np.zeros((n, 4))
         expected[delim + 1 : delim + 1 + delim * repeats, :3] = np.tile(seq, (repeats, 1))
@@ -105,3 +114,18 @@ def test_bit_metrics():
     one_off = task.metrics(logits, y, lm)
     assert float(one_off["bit_errors"]) == 1 and float(one_off["perfect"]) == 0
     np.testing.assert_allclose(float(one_off["bit_accuracy"]), 1 - 1 / (lm.sum() * 3), rtol=1e-6)
+
+
+@given(seed=seeds, flips=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), max_size=6))
+def test_repeat_copy_reports_marker_errors_apart_from_data_bits(seed, flips):
+    task = dm.RepeatCopy(bits=3, max_length=3, max_repeats=3)
+    batch = task.sample(np.random.default_rng(seed), 1)
+    y, lm = batch.targets[0], batch.loss_mask[0]
+    outputs = np.where(y > 0.5, 5.0, -5.0)
+    for t, c in flips:  # flip some outputs: only the scored ones count, by channel
+        outputs[t % len(y), c] *= -1
+    wrong = (outputs > 0) != (y > 0.5)
+    metrics = {k: float(v) for k, v in task.metrics(outputs, y, lm).items()}
+    assert metrics["data_bit_errors"] == np.sum(wrong[:, :3] * lm[:, None])
+    assert metrics["marker_errors"] == np.sum(wrong[:, 3] * lm)
+    assert metrics["bit_errors"] == metrics["data_bit_errors"] + metrics["marker_errors"]

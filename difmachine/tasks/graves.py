@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 
 from .base import AbstractBitTask, Batch, check_range, draw_sizes, positive
@@ -28,7 +29,13 @@ class RepeatCopy(AbstractBitTask):
     channel ``bits`` and the repeat count ``N / max_repeats`` on channel ``bits + 1``. Then the
     machine has ``L * N + 1`` blank steps: it must emit the sequence ``N`` times on the ``bits``
     data outputs and finally 1 on the extra end-marker output (channel ``bits``), which is 0 on
-    every other scored step. ``length`` means the number of repeats.
+    every other scored step.
+
+    ``length`` (of ``sample`` and ``difmachine eval --lengths``) means the number of repeats, or
+    with ``vary="length"`` the sequence length, so generalisation in each is measured apart
+    (the other drawn from its training range). Metrics: the bit metrics over every scored
+    output, and apart ``data_bit_errors`` (the ``bits`` data outputs) and ``marker_errors``
+    (the end-marker output: 1 at the end, 0 before it).
     """
 
     bits: int = eqx.field(static=True, default=8)
@@ -36,13 +43,26 @@ class RepeatCopy(AbstractBitTask):
     max_length: int = eqx.field(static=True, default=10)
     min_repeats: int = eqx.field(static=True, default=1)
     max_repeats: int = eqx.field(static=True, default=10)
-
-    length_name: ClassVar[str] = "repeats"
+    vary: str = eqx.field(static=True, default="repeats")
 
     def __check_init__(self):
         positive("RepeatCopy", "bits", self.bits)
         check_range("RepeatCopy", "length", self.min_length, self.max_length)
         check_range("RepeatCopy", "repeats", self.min_repeats, self.max_repeats)
+        if self.vary not in ("repeats", "length"):
+            raise ValueError(f"RepeatCopy vary must be 'repeats' or 'length', got {self.vary!r}")
+
+    @property
+    def length_name(self) -> str:
+        return self.vary
+
+    def metrics(self, outputs, targets, loss_mask):
+        wrong = ((outputs > 0) != (targets > 0.5)) * loss_mask[:, None]
+        return {
+            **super().metrics(outputs, targets, loss_mask),
+            "data_bit_errors": jnp.sum(wrong[:, : self.bits]),
+            "marker_errors": jnp.sum(wrong[:, self.bits]),
+        }
 
     @property
     def input_size(self) -> int:
@@ -53,8 +73,10 @@ class RepeatCopy(AbstractBitTask):
         return self.bits + 1
 
     def sample(self, rng, batch_size, length=None):
-        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, None)
-        repeats, R_max = draw_sizes(rng, batch_size, self.min_repeats, self.max_repeats, length)
+        by_length = length if self.vary == "length" else None
+        by_repeats = length if self.vary == "repeats" else None
+        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, by_length)
+        repeats, R_max = draw_sizes(rng, batch_size, self.min_repeats, self.max_repeats, by_repeats)
         T = L_max + 1 + L_max * R_max + 1
         batch = _empty(batch_size, T, self.bits + 2, self.bits + 1)
         for b, (L, N) in enumerate(zip(lengths, repeats)):
