@@ -404,14 +404,24 @@ ProgramFile = Annotated[
 
 
 def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | None]:
+    """``--lengths 10,20,40`` and ranges ``1-60`` (inclusive), mixed as ``1-5,10``."""
     lengths: list[int] = list(repeated or [])
-    if text:
+    for part in (text or "").split(","):
+        lo, dash, hi = part.strip().partition("-")
         try:
-            lengths += [int(x) for x in text.split(",") if x.strip()]
+            if not part.strip():
+                continue
+            first, last = int(lo), int(hi if dash else lo)
         except ValueError:
             raise DifmachineError(
-                f"--lengths takes comma-separated integers like 10,20,40, got {text!r}"
+                f"--lengths takes comma-separated integers and ranges like 10,20,40 or 1-60, "
+                f"got {text!r}"
             ) from None
+        if last < first:
+            raise DifmachineError(f"--lengths range {part.strip()} is empty; write it low-high")
+        if last - first > MAX_LENGTH:
+            raise DifmachineError(f"--lengths range {part.strip()} is too long")
+        lengths += range(first, last + 1)
     if any(n < 1 or n > MAX_LENGTH for n in lengths):
         raise DifmachineError(f"lengths must be between 1 and {MAX_LENGTH:,}, got {lengths}")
     return lengths or [None]
@@ -422,7 +432,8 @@ def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | N
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/ntm_copy")],
     lengths: Annotated[
-        str | None, typer.Option(help="Comma-separated lengths, e.g. 10,20,40,80.")
+        str | None,
+        typer.Option(help="Comma-separated lengths and ranges, e.g. 10,20,40,80 or 1-60."),
     ] = None,
     length: Annotated[list[int] | None, typer.Option(help="One length (repeatable).")] = None,
     samples: Annotated[
@@ -509,6 +520,11 @@ def eval_(
             ("all" if own is not None else "training mix") if row[name] is None else str(row[name])
         )
         table.add_row(label, *(f"{row[k]:.4g}" for k in metric_names), f"{row['seconds']:.1f}")
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in metric_names} if len(rows) > 1 else {}
+    if mean:  # e.g. the fraction of n in 1-60 solved: `coarse` in the mean row of --samples 1
+        table.add_section()
+        total = sum(r["seconds"] for r in rows)
+        table.add_row("mean", *(f"{mean[k]:.4g}" for k in metric_names), f"{total:.1f}")
     out.print(table)
     if json_out is not None:
         payload = {
@@ -518,6 +534,7 @@ def eval_(
             "seed": seed,
             **({"data": str(data)} if data is not None else {}),
             "rows": rows,
+            **({"mean": mean} if mean else {}),
         }
         text = json.dumps(payload, indent=2) + "\n"
         if to_stdout:

@@ -4,7 +4,9 @@ Task: `AnBn`: the input is a^n b^n and an end symbol, one per step, n = 1..20 in
 each step the machine predicts the next symbol, and only the deterministic predictions are
 scored (every b after the first, and the end after the last b). Counting the a's is what makes
 this hard for a plain RNN: it must be exact for n it never saw. Evaluate the generalization
-with `difmachine eval RUN --lengths 10,20,40,60` (length means n).
+with `difmachine eval RUN --lengths 10,20,40,60` (length means n). The paper's score, the
+fraction of n in 1..60 fully solved: `difmachine eval RUN --lengths 1-60 --samples 1` (a^n b^n
+is one sequence per n), the `coarse` column of the table's mean row.
 
 Machine: an RNN of 32 tanh units (`--set controller=lstm` for an LSTM) with 2 `JoulinStack`s of
 scalars (push/pop/noop softmax actions, sigmoid push values, the top 2 entries of each stack

@@ -56,9 +56,11 @@ def test_happy_path_run_show_eval_resume(tmp_path):
         "eval", out, "--lengths", "1,4", "--samples", 4, "--json", js, "--png", tmp_path / "g.png"
     )
     assert result.exit_code == 0, result.output
-    rows = json.loads(js.read_text())["rows"]
+    payload = json.loads(js.read_text())
+    rows = payload["rows"]
     assert [r["length"] for r in rows] == [1, 4]
     assert {"bit_errors", "bit_accuracy", "perfect"} <= set(rows[0])
+    assert payload["mean"]["perfect"] == (rows[0]["perfect"] + rows[1]["perfect"]) / 2
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     one_line_error(invoke("eval", out, "--lengths", "4,x"), "comma-separated integers")
     result = invoke("eval", out, "--length", 3, "--samples", 4, "--json", "-")
@@ -84,6 +86,23 @@ def test_version():
 
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"difmachine {version('difmachine')}"
+
+
+@pytest.mark.parametrize(
+    "text, lengths",
+    [("10,20", [10, 20]), ("1-4", [1, 2, 3, 4]), ("1-3, 7", [1, 2, 3, 7]), ("5-5", [5])],
+)
+def test_lengths_take_lists_and_ranges(text, lengths):
+    from difmachine.cli import _parse_lengths
+
+    assert _parse_lengths(text, None) == lengths
+
+
+@pytest.mark.parametrize("text", ["4,x", "5-2", "1-", "0-3"])
+def test_bad_lengths_are_one_line_errors(tmp_path, text):
+    one_line_error(
+        invoke("eval", tmp_path, "--lengths", text), "--lengths" if text != "0-3" else "between 1"
+    )
 
 
 def test_overrides_are_validated(tmp_path):
