@@ -151,11 +151,24 @@ def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
 
 def make_eval_step(task: AbstractTask):
     """Evaluation metrics of a batch; generative tasks are scored on greedy decoding (no
-    teacher forcing), as a user would run the model."""
+    teacher forcing), as a user would run the model, and their content apart from stopping
+    (``forced_*``: :meth:`~difmachine.tasks.base.AbstractTask.content_metrics`)."""
+
+    scores_content = task.generative and (
+        type(task).content_metrics is not AbstractTask.content_metrics
+    )
 
     @jax.jit
     def eval_step(model, batch):
-        return loss_and_metrics(model, task, batch, decode=task.generative)[1]
+        metrics = loss_and_metrics(model, task, batch, decode=task.generative)[1]
+        if scores_content:  # content apart from stopping: decode the target's whole length
+            steps = batch.inputs.shape[1]
+            ys, _ = jax.vmap(
+                lambda x, c: model.generate(x[0], steps, task.feedback, None, context=c)
+            )(batch.inputs, batch.context)
+            content = jax.vmap(task.content_metrics)(ys, batch.targets, batch.loss_mask)
+            metrics |= {f"forced_{k}": jnp.mean(v) for k, v in content.items()}
+        return metrics
 
     return eval_step
 

@@ -120,6 +120,50 @@ def test_greedy_evaluation_counts_steps_after_an_early_end_as_wrong():
     np.testing.assert_allclose(m["token_accuracy"], 0.0)  # ended at once: nothing right
 
 
+@given(seed=st.integers(0, 2**32 - 1), task=st.sampled_from(TOKEN_TASKS), end_right=st.booleans())
+def test_content_is_scored_apart_from_the_end_token(seed, task, end_right):
+    batch = task.sample(np.random.default_rng(seed), 1)
+    y, lm = batch.targets[0], batch.loss_mask[0]
+    outputs = np.asarray(y) * 10.0
+    last = int(np.nonzero(lm)[0][-1])  # the end token's step
+    if not end_right:  # the content right, the end token not: exact 0, content exact 1
+        outputs[last] = np.roll(outputs[last], 1)
+    plain = task.metrics(jnp.asarray(outputs), y, lm)
+    content = task.content_metrics(jnp.asarray(outputs), y, lm)
+    assert float(plain["exact"]) == float(end_right)
+    assert float(content["exact"]) == 1.0 and float(content["token_accuracy"]) == 1.0
+    outputs[0] = np.roll(outputs[0], 1)  # a content token wrong
+    content = task.content_metrics(jnp.asarray(outputs), y, lm)
+    assert float(content["exact"]) == 0.0
+
+
+def test_evaluation_reports_content_at_forced_length():
+    from difmachine.training import make_eval_step
+
+    task = dm.ReverseString(symbols=3, min_length=3, max_length=3)
+    spec = dm.Seq2Seq(dm.LSTM(4), dm.Machine(dm.LSTM(4)))
+    model = dm.compile(
+        spec, task.input_size, task.output_size, key=jax.random.PRNGKey(0), contexts=task.contexts
+    )
+    end = len(task.vocab)  # a machine that always says "end": greedy decoding stops at once
+    model = _with_output_bias(model, jnp.zeros(task.output_size).at[end].set(100.0))
+    metrics = make_eval_step(task)(model, task.sample(np.random.default_rng(0), 2))
+    assert float(metrics["token_accuracy"]) == 0.0 and float(metrics["forced_exact"]) == 0.0
+    # the forced decode ran the whole length: its content is scored (all "end": all wrong)
+    assert float(metrics["forced_token_accuracy"]) == 0.0
+    right = jnp.zeros(task.output_size).at[0].set(100.0)  # always token 0
+    model = _with_output_bias(model, right)
+    batch = task.sample(np.random.default_rng(1), 4)
+    metrics = make_eval_step(task)(model, batch)
+    expected = np.mean(
+        [
+            np.mean(np.argmax(batch.targets[b][batch.loss_mask[b] > 0][:-1], -1) == 0)
+            for b in range(4)
+        ]
+    )  # the content tokens that are token 0; the machine never stops, so plain exact is 0
+    np.testing.assert_allclose(float(metrics["forced_token_accuracy"]), expected, rtol=1e-6)
+
+
 def _with_output_bias(model, bias):
     import equinox as eqx
 

@@ -108,6 +108,13 @@ class AbstractTask(eqx.Module):
         """Whether one step's output ends the sequence (generative tasks)."""
         return jnp.zeros((), bool)
 
+    def content_metrics(self, outputs, targets, loss_mask) -> dict[str, jax.Array] | None:
+        """Metrics of a generative task's *content*, apart from where it stops: evaluation
+        then also decodes for the target's whole length whatever the machine says about
+        stopping (forced length) and reports these as ``forced_<name>``. ``None``: no such
+        scoring."""
+        return None
+
     def labels(self, batch: Batch, index: int) -> dict | None:
         """Strings of one example for traces, ``{name: [...]}`` (e.g. ``"source"``, ``"target"``).
         A trace field whose axis has the same name (an attention over ``"source"``) gets its rows

@@ -139,6 +139,12 @@ class AbstractTokenTask(AbstractTask):
         m = sequence_metrics(outputs, targets, loss_mask)
         return {"errors": m["errors"], "exact": m["coarse"], "token_accuracy": m["token_accuracy"]}
 
+    def content_metrics(self, outputs, targets, loss_mask):
+        """The tokens before the end token: ``exact`` (all right) and ``token_accuracy``."""
+        content = loss_mask * (jnp.argmax(targets, axis=-1) != len(self.vocab))
+        m = sequence_metrics(outputs, targets, content)
+        return {"exact": m["coarse"], "token_accuracy": m["token_accuracy"]}
+
     def present(self, outputs):
         return jax.nn.softmax(outputs, axis=-1)
 
