@@ -8,7 +8,8 @@ end right), `token_accuracy`; the main metric is `errors = 1 - exact`.
 Machine: a bidirectional LSTM encoder (64 units each way) and an LSTM-128 decoder whose only
 device is additive attention over the encoder's states. `--set attention=none` removes it: the
 plain encoder-decoder of Sutskever et al. (2014), which sees the source only through the
-encoder's final state (the baseline). `--set attention=dot|general` are Luong's scores.
+encoder's final state (the baseline). `--set attention=dot|general` are Luong's scores,
+`--set coverage=true` adds coverage to the attention (the sum of its past weights).
 
 `difmachine eval runs/seq2seq_reverse --lengths 8,12,18,24` measures 1.5-2x longer strings
 (trained up to 12); `difmachine trace runs/seq2seq_reverse` draws the alignment matrix, which
@@ -20,8 +21,10 @@ import optax
 import difmachine as dm
 
 attention = dm.param("attention", "additive")
+size = None if attention == "dot" else dm.param("size", 64)
+coverage = dm.param("coverage", False)  # --set coverage=true: scores see the past weights
 decoder_devices = (
-    [] if attention == "none" else [dm.Attention(attention, size=dm.param("size", 64))]
+    [] if attention == "none" else [dm.Attention(attention, size=size, coverage=coverage)]
 )
 
 program = dm.Program(

@@ -69,6 +69,41 @@ def test_attention_device_protocol(kind):
     check_device(dev, context=_context(jax.random.PRNGKey(1)), invariants=invariants)
 
 
+def test_coverage_attention_device_protocol():
+    dev = dm.Attention("additive", size=6, context_size=4, coverage=True)
+    check_device(dev, context=_context(jax.random.PRNGKey(1)))
+
+
+@given(kind=st.sampled_from(["additive", "dot", "general"]), seed=st.integers(0, 2**31 - 1))
+def test_coverage_sums_the_past_weights_and_starts_as_plain_attention(kind, seed):
+    size = None if kind == "dot" else 6
+    plain = dm.Attention(kind, size=size, context_size=4)
+    covered = dm.Attention(kind, size=size, context_size=4, coverage=True)
+    k_p, k_c, k_q = jax.random.split(jax.random.PRNGKey(seed), 3)
+    params = plain.init_params(k_p)
+    params_c = {**params, "w_c": covered.init_params(k_p)["w_c"]}
+    context = _context(k_c)
+    state, state_c = plain.init_state(params, context), covered.init_state(params_c, context)
+    total = np.zeros(5)
+    for q in jax.random.normal(k_q, (4, plain.interface()["query"].shape[0])):
+        _, state, t = plain.step(params, state, {"query": q})
+        _, state_c, t_c = covered.step(params_c, state_c, {"query": q})
+        np.testing.assert_allclose(t_c["weights"], t["weights"], rtol=1e-5, atol=1e-7)  # w_c = 0
+        total += np.asarray(t_c["weights"])
+        np.testing.assert_allclose(state_c["coverage"], total, rtol=1e-5, atol=1e-6)
+
+
+def test_negative_coverage_weight_moves_attention_on():
+    dev = dm.Attention("dot", context_size=2, coverage=True)
+    params = {"w_c": jnp.asarray(-20.0)}
+    context = dm.Context(jnp.eye(2, dtype=jnp.float32), jnp.ones(2))
+    state = dev.init_state(params, context)
+    query = {"query": jnp.array([1.0, 0.0])}  # always asks for position 0
+    _, state, first = dev.step(params, state, query)
+    _, state, second = dev.step(params, state, query)
+    assert first["weights"][0] > 0.5 and second["weights"][1] > 0.99  # read, then moved on
+
+
 def test_memory_network_story_device_protocol():
     story = dm.StoryEmbedding(vocab=9, dim=5, sentences=6, words=4)
     dev = dm.Attention("dot", story=story)

@@ -14,6 +14,13 @@ Scores (``q`` the query, ``c_j`` the context vectors):
 - ``general`` (Luong et al. 2015): ``(W c_j) . q``, i.e. ``c_j^T W q`` with ``W c_j`` computed
   once per sequence.
 
+With ``coverage=True`` (Tu et al. 2016; See et al. 2017) the device keeps the coverage
+``cov_j``, the sum of its past weights on position ``j``, and scores with it: additive
+``v . tanh(W c_j + q + w_c cov_j)`` (``w_c`` a learned vector), dot and general add
+``w_c cov_j`` (a learned scalar) to the score. ``w_c`` starts at 0, so an untrained coverage
+attention scores like the plain one; a trained one can learn to move on from positions it has
+already read, which is what a decoder needs to keep going past the training lengths.
+
 With ``story=StoryEmbedding(...)`` the context is a story: ``values[S, J]`` word ids of ``S``
 sentences (0 = no word) and the device is the memory of an end-to-end memory network
 (Sukhbaatar et al. 2015): keys ``m_i`` and values ``c_i`` are position-encoded bags of words
@@ -123,6 +130,7 @@ class Attention(AbstractDevice):
       :class:`~difmachine.Seq2Seq` fills it in from its encoder; with ``story`` it is the
       story's embedding width.
     - ``story``: a :class:`StoryEmbedding` for memory networks (the context is word ids).
+    - ``coverage``: score with the sum of the past weights (see the module docstring).
 
     Trace: ``weights[S]`` per step: stacked over a decoder's steps it is the alignment matrix.
     """
@@ -131,8 +139,11 @@ class Attention(AbstractDevice):
     size: int | None = eqx.field(static=True, default=None)
     context_size: int | None = eqx.field(static=True, default=None)
     story: StoryEmbedding | None = None
+    coverage: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
+        if not isinstance(self.coverage, bool):
+            raise ValueError(f"Attention coverage must be True or False, got {self.coverage!r}")
         if self.kind not in KINDS:
             raise ValueError(f"Attention kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
@@ -188,6 +199,8 @@ class Attention(AbstractDevice):
             params["v"] = glorot(k_v, self.size, 1)[:, 0]
         if self.story is not None:
             params["story"] = self.story.init_params(k_story)
+        if self.coverage:
+            params["w_c"] = jnp.zeros((self.size,) if self.kind == "additive" else (), jnp.float32)
         return params
 
     def init_state(self, params, context=None):
@@ -210,15 +223,24 @@ class Attention(AbstractDevice):
             keys = values
         if self.kind in ("additive", "general"):
             keys = keys @ params["W"]
-        return {"keys": keys, "values": values, "mask": mask}
+        state = {"keys": keys, "values": values, "mask": mask}
+        if self.coverage:
+            state["coverage"] = jnp.zeros(mask.shape, jnp.float32)
+        return state
 
     def scores(self, params, state, query: jax.Array) -> jax.Array:
         if self.kind == "additive":
-            return jnp.tanh(state["keys"] + query[None, :]) @ params["v"]
-        return state["keys"] @ query
+            pre = state["keys"] + query[None, :]
+            if self.coverage:
+                pre = pre + state["coverage"][:, None] * params["w_c"][None, :]
+            return jnp.tanh(pre) @ params["v"]
+        scores = state["keys"] @ query
+        return scores + params["w_c"] * state["coverage"] if self.coverage else scores
 
     def step(self, params, state, iface):
         weights = attend(self.scores(params, state, iface["query"]), state["mask"])
+        if self.coverage:
+            state = {**state, "coverage": state["coverage"] + weights}
         return weights @ state["values"], state, {"weights": weights}
 
     def trace_spec(self):
