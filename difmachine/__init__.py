@@ -47,10 +47,12 @@ from .protocol import AbstractController as AbstractController
 from .protocol import AbstractDevice as AbstractDevice
 from .protocol import AbstractHalting as AbstractHalting
 from .protocol import AbstractMachine as AbstractMachine
+from .protocol import AbstractStochasticDevice as AbstractStochasticDevice
 from .protocol import CellOutput as CellOutput
 from .protocol import Component as Component
 from .protocol import Field as Field
 from .protocol import Halted as Halted
+from .protocol import Sampled as Sampled
 from .protocol import TraceField as TraceField
 from .rundir import load_run as load_run
 from .seq2seq import BiLSTM as BiLSTM
@@ -58,6 +60,7 @@ from .seq2seq import CompiledSeq2Seq as CompiledSeq2Seq
 from .seq2seq import Encoder as Encoder
 from .seq2seq import Seq2Seq as Seq2Seq
 from .specs import check_spec as check_spec
+from .stochastic import Reinforce as Reinforce
 from .tasks import Addition as Addition
 from .tasks import AnBn as AnBn
 from .tasks import Arithmetic as Arithmetic

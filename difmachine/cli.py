@@ -378,6 +378,14 @@ def eval_(
     best: BestCheckpoint = False,
     trust: Trust = False,
     program_file: ProgramFile = None,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="A machine with stochastic devices samples its actions instead of taking the "
+            "most likely ones.",
+        ),
+    ] = False,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training."""
     from .plotting import plot_generalization
@@ -395,7 +403,9 @@ def eval_(
     )
     name = program.task.length_name
     with console.status("evaluating..."):
-        rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
+        rows = generalization(
+            model, program.task, wanted, samples=samples, seed=seed, sample=sample
+        )
     table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences per row")
     table.add_column(name)
     metric_names = [k for k in rows[0] if k not in (name, "seconds")]
