@@ -15,6 +15,7 @@ from .devices import ARITHMETIC_OPS as ARITHMETIC_OPS
 from .devices import TABLE_OPS as TABLE_OPS
 from .devices import Attention as Attention
 from .devices import DNCMemory as DNCMemory
+from .devices import HAMMemory as HAMMemory
 from .devices import JoulinStack as JoulinStack
 from .devices import NeuralDeque as NeuralDeque
 from .devices import NeuralQueue as NeuralQueue

@@ -38,6 +38,7 @@ from .errors import DifmachineError
 from .halting.fixed import Fixed
 from .protocol import (
     HALTING,
+    SAMPLED,
     AbstractCompiledMachine,
     AbstractController,
     AbstractDevice,
@@ -107,10 +108,11 @@ class Machine(AbstractMachine):
                 )
         if len(set(names)) != len(names):
             raise ValueError(f"Machine device names must be distinct, got {names}")
-        if HALTING in names:
-            raise ValueError(
-                f"Machine device name {HALTING!r} is reserved for the halting policy's trace"
-            )
+        for reserved in (HALTING, SAMPLED):
+            if reserved in names:
+                raise ValueError(
+                    f"Machine device name {reserved!r} is reserved (the machine's own records)"
+                )
         self.controller = controller
         self.devices = devs
         self.names = names
@@ -364,7 +366,9 @@ class CompiledMachine(AbstractCompiledMachine):
                 )
             all_reads.append(read)
         reads = jnp.concatenate(all_reads) if all_reads else zeros(0)
-        return (ctrl_state, new_states, reads), CellOutput(h, reads, traces, log_prob, entropy)
+        if log_prob is not None:
+            traces[SAMPLED] = {"log_prob": log_prob, "entropy": entropy}
+        return (ctrl_state, new_states, reads), CellOutput(h, reads, traces)
 
     def _check_length(self, T: int) -> None:
         steps = T * self.machine.halting.inner_steps
@@ -390,7 +394,10 @@ class CompiledMachine(AbstractCompiledMachine):
             ctrl_state, _, prev_reads = carry
             recurrence = self.machine.controller.linear_recurrence(ctrl_state)
             taps = {"W_r": prev_reads, "W_i": out.h, "controller": recurrence}
-        traces = out.traces
+        traces, sampled = out.traces, None
+        if SAMPLED in traces:  # a stochastic machine's step: (log_prob, entropy) of real steps
+            traces = {k: v for k, v in traces.items() if k != SAMPLED}
+            sampled = (out.traces[SAMPLED]["log_prob"] * m, out.traces[SAMPLED]["entropy"] * m)
         if halted.trace:
             traces = {**traces, HALTING: halted.trace}
         inner = None
@@ -405,7 +412,7 @@ class CompiledMachine(AbstractCompiledMachine):
             {k: v * m for k, v in halted.stats.items()},
             taps,
             inner,
-            None if out.log_prob is None else (out.log_prob * m, out.entropy * m),
+            sampled,
         )
         return keep_padding(m, halted.carry, carry), step
 

@@ -247,19 +247,18 @@ class AbstractController(eqx.Module):
 # -- halting ----------------------------------------------------------------------------------
 
 HALTING = "halting"  # the halting policy's name among a machine's components (params, traces)
+SAMPLED = "sampled"  # the cell's record of its stochastic devices' log_prob and entropy
 
 
 class CellOutput(NamedTuple):
     """What one inner step of a machine's cell produces: the controller output ``h``, the
-    devices' concatenated reads and their trace records ``{device: {field: array}}``; for a
-    machine with stochastic devices, also the summed ``log_prob`` and ``entropy`` of the
-    step's discrete actions (else ``None``)."""
+    devices' concatenated reads and their trace records ``{device: {field: array}}``. A machine
+    with stochastic devices adds ``traces[SAMPLED] = {"log_prob": ..., "entropy": ...}``, the
+    step's summed log-probability and entropy of its discrete actions."""
 
     h: jax.Array
     reads: jax.Array
     traces: dict
-    log_prob: Any = None
-    entropy: Any = None
 
 
 class Halted(NamedTuple):
@@ -442,6 +441,7 @@ class AbstractMachine(eqx.Module):
 __all__ = [
     "ACTIVATIONS",
     "HALTING",
+    "SAMPLED",
     "CellOutput",
     "Halted",
     "Cell",
