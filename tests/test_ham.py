@@ -135,3 +135,51 @@ def test_bad_settings_are_one_line_errors():
         dm.HAMMemory(leaves=6, width=4)
     with pytest.raises(ValueError, match="mode must be"):
         dm.HAMMemory(leaves=8, width=4, mode="dense")
+
+
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_sparse_storage_equals_the_dense_tree(seed):
+    """With a capacity the hard mode stores only written nodes: reads, log-probabilities and
+    every node it reconstructs are those of the dense tree, step after step (sampled paths)."""
+    steps, leaves = 5, 8
+    dense = dm.HAMMemory(leaves=leaves, width=3, hidden=4)
+    sparse = dm.HAMMemory(leaves=leaves, width=3, hidden=4, capacity=steps)
+    params = dense.init_params(jax.random.PRNGKey(seed))
+    raw = jax.random.normal(jax.random.PRNGKey(seed + 1), (steps, 3 + 3 + 1))
+    keys = jax.random.split(jax.random.PRNGKey(seed + 2), steps)
+
+    @jax.jit
+    def run(params, raw, keys):
+        d_state, s_state = dense.init_state(params), sparse.init_state(params)
+        outs = []
+        for t in range(steps):
+            iface = {"query": jnp.tanh(raw[t, :3]), "value": jnp.tanh(raw[t, 3:6]),
+                     "write": jax.nn.sigmoid(raw[t, 6:])}  # fmt: skip
+            a = dense.sample_step(params, d_state, iface, keys[t])
+            b = sparse.sample_step(params, s_state, iface, keys[t])
+            d_state, s_state = a.state, b.state
+            outs.append((a.read, b.read, a.log_prob, b.log_prob))
+        nodes = jax.vmap(lambda i: ham.get_node(s_state, i))(jnp.arange(2 * leaves - 1))
+        return outs, d_state, nodes
+
+    outs, d_state, nodes = run(params, raw, keys)
+    for a_read, b_read, a_lp, b_lp in outs:
+        np.testing.assert_allclose(a_read, b_read, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a_lp, b_lp, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nodes, d_state, rtol=1e-5, atol=1e-6)
+
+
+def test_capacity_is_checked_against_the_sequence_length():
+    device = dm.HAMMemory(leaves=8, width=3, capacity=5)
+    device.check_length(5)
+    with pytest.raises(ValueError, match="raise capacity to at least 6"):
+        device.check_length(6)
+    with pytest.raises(ValueError, match="needs mode='hard'"):
+        dm.HAMMemory(leaves=8, width=3, mode="soft", capacity=5)
+
+
+def test_check_device_sparse_storage():
+    check_device(
+        dm.HAMMemory(leaves=8, width=3, hidden=4, capacity=3), steps=3, batch=2, max_examples=3
+    )

@@ -76,7 +76,7 @@ def test_bernoulli_frequency_and_log_prob(logit, seed):
     assert abs(np.mean(out.action) - p1) < 5 * np.sqrt(p1 * (1 - p1) / n) + 1e-3
     expected = np.where(np.asarray(out.action) == 1, np.log(p1), np.log(1 - p1))
     np.testing.assert_allclose(out.log_prob, expected, rtol=1e-4, atol=1e-5)
-    assert bernoulli(jnp.float32(logit)).action == int(logit > 0)
+    assert bernoulli(jnp.float32(logit)).action == int(np.float32(logit) > 0)
 
 
 @settings(max_examples=5, deadline=None)

@@ -7,9 +7,12 @@ memory. An access descends ``log2 n`` levels: at node ``v`` it goes right with p
 ``SEARCH(v, q) = sigmoid(MLP([v; q]))`` for the controller's query ``q``. The reached leaf is
 read, then updated by ``WRITE`` and every node on its path is re-JOINed.
 
-The tree lives in one array ``nodes[2n - 1, width]`` in heap order: the root is node 0, the
-children of node ``i`` are ``2i + 1`` (left) and ``2i + 2`` (right), leaf ``j`` is node
-``n - 1 + j``. The functions below are pure and tested on their own.
+The tree is in heap order: the root is node 0, the children of node ``i`` are ``2i + 1``
+(left) and ``2i + 2`` (right), leaf ``j`` is node ``n - 1 + j``. It is stored either densely,
+one array ``nodes[2n - 1, width]``, or (hard mode with a ``capacity``) as an :class:`Overlay`:
+the value every untouched node of a level has, plus the nodes written so far, so that neither
+time nor memory grows with ``n`` beyond the ``log2 n`` path. The functions below are pure,
+take either storage and are tested on their own.
 
 Two modes:
 
@@ -29,6 +32,8 @@ update of the reached leaf: ``leaf <- leaf + g (WRITE(leaf, value) - leaf)``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -102,13 +107,9 @@ def write_leaf(params, leaf: jax.Array, value: jax.Array) -> jax.Array:
 def init_tree(params, leaves: int) -> jax.Array:
     """``nodes[2n - 1, width]`` with every leaf ``params["leaf"]`` and every inner node the JOIN
     of its children: the levels are constant, so only ``depth`` JOINs are computed."""
-    level = params["leaf"]
-    levels = [level]
-    for _ in range(depth(leaves)):
-        level = join(params["join"], level, level)
-        levels.append(level)
-    width = level.shape[-1]
-    parts = [jnp.broadcast_to(v, (2**d, width)) for d, v in enumerate(levels[::-1])]
+    levels = initial_levels(params, leaves)
+    width = levels.shape[-1]
+    parts = [jnp.broadcast_to(v, (2**d, width)) for d, v in enumerate(levels)]
     return jnp.concatenate(parts, axis=0)
 
 
@@ -122,11 +123,76 @@ def rejoin_all(params, nodes: jax.Array, leaves: int) -> jax.Array:
     return jnp.concatenate(levels[::-1], axis=0)
 
 
+# -- storage --------------------------------------------------------------------------------------
+
+
+class Overlay(NamedTuple):
+    """A tree whose untouched nodes all hold their level's initial value: ``levels[depth]``
+    (depth 0 is the root), and ``values[k]`` the value written to node ``ids[k]`` (the latest
+    entry of a node wins; ``ids`` is -1 where unused, ``count`` entries are used). Reading a node
+    scans the written entries only: ``O(entries)``, independent of the number of leaves."""
+
+    levels: jax.Array
+    ids: jax.Array
+    values: jax.Array
+    count: jax.Array
+
+
+def node_depth(i):
+    """The depth of heap node ``i`` (the root is 0): ``floor(log2(i + 1))``."""
+    i = jnp.asarray(i, jnp.int32)
+    return 31 - jax.lax.clz(i + 1)
+
+
+def empty_overlay(levels: jax.Array, entries: int) -> Overlay:
+    width = levels.shape[-1]
+    return Overlay(
+        levels,
+        jnp.full((entries,), -1, jnp.int32),
+        jnp.zeros((entries, width), levels.dtype),
+        jnp.zeros((), jnp.int32),
+    )
+
+
+def get_node(tree, i) -> jax.Array:
+    """Node ``i`` of a dense tree (an array) or an :class:`Overlay` (dynamic ``i``)."""
+    if isinstance(tree, Overlay):
+        entries = tree.ids.shape[0]
+        last = jnp.max(jnp.where(tree.ids == i, jnp.arange(entries), -1))
+        written = jax.lax.dynamic_index_in_dim(
+            tree.values, jnp.maximum(last, 0), axis=0, keepdims=False
+        )
+        initial = jax.lax.dynamic_index_in_dim(tree.levels, node_depth(i), axis=0, keepdims=False)
+        return jnp.where(last >= 0, written, initial)
+    return jax.lax.dynamic_index_in_dim(tree, i, axis=0, keepdims=False)
+
+
+def put_node(tree, i, value: jax.Array):
+    """``tree`` with node ``i`` set to ``value``. An :class:`Overlay` appends an entry (a full
+    overlay overwrites its last entry: :meth:`HAMMemory.check_length` prevents that)."""
+    if isinstance(tree, Overlay):
+        k = jnp.minimum(tree.count, tree.ids.shape[0] - 1)
+        ids = jax.lax.dynamic_update_index_in_dim(tree.ids, jnp.asarray(i, jnp.int32), k, 0)
+        values = jax.lax.dynamic_update_index_in_dim(tree.values, value, k, axis=0)
+        return Overlay(tree.levels, ids, values, tree.count + 1)
+    return jax.lax.dynamic_update_index_in_dim(tree, value, i, axis=0)
+
+
+def initial_levels(params, leaves: int) -> jax.Array:
+    """``[depth + 1, width]``: the value of every node of each depth in a fresh tree (depth 0 is
+    the root), whose leaves are all ``params["leaf"]``."""
+    level = params["leaf"]
+    levels = [level]
+    for _ in range(depth(leaves)):
+        level = join(params["join"], level, level)
+        levels.append(level)
+    return jnp.stack(levels[::-1])
+
+
 # -- hard access: O(log n) ------------------------------------------------------------------------
 
 
-def _row(nodes, i):
-    return jax.lax.dynamic_index_in_dim(nodes, i, axis=0, keepdims=False)
+_row = get_node  # a node of either storage
 
 
 def descend(params, nodes: jax.Array, query: jax.Array, leaves: int, key=None):
@@ -154,15 +220,15 @@ def write_path(params, nodes: jax.Array, leaves: int, j, new_leaf: jax.Array) ->
     other node is unchanged. Touches ``depth + 1`` rows (and reads their siblings)."""
     i = leaf_node(leaves, j)
     value = new_leaf
-    nodes = jax.lax.dynamic_update_index_in_dim(nodes, value, i, axis=0)
+    nodes = put_node(nodes, i, value)
     for _ in range(depth(leaves)):
-        other = _row(nodes, sibling(i))
+        other = get_node(nodes, sibling(i))
         is_left = i % 2 == 1
         left = jnp.where(is_left, value, other)
         right = jnp.where(is_left, other, value)
         i = parent(i)
         value = join(params, left, right)
-        nodes = jax.lax.dynamic_update_index_in_dim(nodes, value, i, axis=0)
+        nodes = put_node(nodes, i, value)
     return nodes
 
 
@@ -202,7 +268,10 @@ class HAMMemory(AbstractStochasticDevice):
 
     Interface per step: ``query`` (``query`` wide, tanh), ``value`` (``width``, tanh), ``write``
     (a sigmoid gate). Read: the reached leaf (``hard``) or the expected leaf (``soft``), before
-    this step's write. ``hidden``: the SEARCH MLP's width. See the module docstring.
+    this step's write. ``hidden``: the SEARCH MLP's width. ``capacity`` (hard mode only): store
+    only the written nodes, at most ``capacity`` accesses per sequence (``capacity * (log2 n +
+    1)`` entries), so that nothing grows with ``leaves`` but the path; ``None`` stores the
+    whole tree (``2 * leaves - 1`` nodes). See the module docstring.
     """
 
     leaves: int = eqx.field(static=True)
@@ -210,15 +279,30 @@ class HAMMemory(AbstractStochasticDevice):
     query: int | None = eqx.field(static=True, default=None)
     hidden: int = eqx.field(static=True, default=32)
     mode: str = eqx.field(static=True, default="hard")
+    capacity: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_counts(self, positive=("leaves", "width", "hidden"))
         if self.query is not None:
             check_counts(self, positive=("query",))
+        if self.capacity is not None:
+            check_counts(self, positive=("capacity",))
         if self.leaves < 2 or self.leaves & (self.leaves - 1):
             raise ValueError(f"HAMMemory leaves must be a power of 2 >= 2, got {self.leaves}")
         if self.mode not in MODES:
             raise ValueError(f"HAMMemory mode must be 'hard' or 'soft', got {self.mode!r}")
+        if self.capacity is not None and self.mode == "soft":
+            raise ValueError(
+                "HAMMemory capacity (sparse storage) needs mode='hard': the soft mode writes "
+                "every leaf; drop capacity"
+            )
+
+    def check_length(self, steps: int) -> None:
+        if self.capacity is not None and steps > self.capacity:
+            raise ValueError(
+                f"HAMMemory capacity {self.capacity} holds {self.capacity} accesses but the "
+                f"sequence takes {steps} steps; raise capacity to at least {steps}"
+            )
 
     @property
     def query_size(self) -> int:
@@ -259,6 +343,9 @@ class HAMMemory(AbstractStochasticDevice):
         }
 
     def init_state(self, params, context=None):
+        if self.capacity is not None:
+            entries = self.capacity * (depth(self.leaves) + 1)
+            return empty_overlay(initial_levels(params, self.leaves), entries)
         return init_tree(params, self.leaves)
 
     def trace_spec(self):
