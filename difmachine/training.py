@@ -128,16 +128,19 @@ def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=No
     example_losses = per_example(ys, aux, batch.targets, batch.loss_mask)
     task_loss = jnp.mean(example_losses)
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
-    example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
+    example_metrics = None
     if keys is not None and "log_prob" in aux:
         settings = reinforce or Reinforce()
         if settings.reward == "loss":
             rewards = -example_losses
         else:
+            example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
             rewards = -example_metrics[task.main_metric]
         terms = reinforce_terms(settings, rewards, aux["log_prob"], aux["baseline"], aux["entropy"])
         extra = {**extra, **terms}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
+    if example_metrics is None:
+        example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
     metrics = {k: jnp.mean(v) for k, v in example_metrics.items()}
     stats = {k: jnp.mean(v) for k, v in aux["stats"].items()}
     if "entropy" in aux:
