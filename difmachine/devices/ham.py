@@ -218,6 +218,8 @@ def descend(params, nodes: jax.Array, query: jax.Array, leaves: int, key=None):
 def write_path(params, nodes: jax.Array, leaves: int, j, new_leaf: jax.Array) -> jax.Array:
     """``nodes`` with leaf ``j`` set to ``new_leaf`` and the nodes on its path re-JOINed; every
     other node is unchanged. Touches ``depth + 1`` rows (and reads their siblings)."""
+    if isinstance(nodes, Overlay):
+        return _write_path_overlay(params, nodes, leaves, j, new_leaf)
     i = leaf_node(leaves, j)
     value = new_leaf
     nodes = put_node(nodes, i, value)
@@ -230,6 +232,40 @@ def write_path(params, nodes: jax.Array, leaves: int, j, new_leaf: jax.Array) ->
         value = join(params, left, right)
         nodes = put_node(nodes, i, value)
     return nodes
+
+
+def get_nodes(tree: Overlay, ids: jax.Array) -> jax.Array:
+    """Several nodes of an :class:`Overlay` at once (one ``[len(ids), entries]`` comparison and
+    one gather): :func:`get_node` for each of ``ids``."""
+    entries = tree.ids.shape[0]
+    hits = tree.ids[None, :] == ids[:, None]
+    last = jnp.max(jnp.where(hits, jnp.arange(entries)[None, :], -1), axis=1)
+    written = jnp.take(tree.values, jnp.maximum(last, 0), axis=0)
+    initial = jnp.take(tree.levels, node_depth(ids), axis=0)
+    return jnp.where((last >= 0)[:, None], written, initial)
+
+
+def _write_path_overlay(params, tree: Overlay, leaves: int, j, new_leaf):
+    """:func:`write_path` on an :class:`Overlay`: the path's siblings are not on the path, so
+    they are read all at once before the write, and the ``depth + 1`` new nodes are appended as
+    one block."""
+    L = depth(leaves)
+    path = [leaf_node(leaves, jnp.asarray(j, jnp.int32))]
+    for _ in range(L):
+        path.append(parent(path[-1]))
+    path = jnp.stack(path)  # leaf first, root last
+    others = get_nodes(tree, sibling(path[:-1]))
+    values, value = [new_leaf], new_leaf
+    for level in range(L):
+        is_left = path[level] % 2 == 1
+        left = jnp.where(is_left, value, others[level])
+        right = jnp.where(is_left, others[level], value)
+        value = join(params, left, right)
+        values.append(value)
+    k = jnp.minimum(tree.count, tree.ids.shape[0] - (L + 1))
+    ids = jax.lax.dynamic_update_slice(tree.ids, path, (k,))
+    vals = jax.lax.dynamic_update_slice(tree.values, jnp.stack(values), (k, 0))
+    return Overlay(tree.levels, ids, vals, tree.count + L + 1)
 
 
 # -- soft access (DHAM): linear ------------------------------------------------------------------
@@ -392,4 +428,8 @@ __all__ = [
     "search_logit",
     "write_leaf",
     "write_path",
+    "Overlay",
+    "get_node",
+    "get_nodes",
+    "put_node",
 ]
