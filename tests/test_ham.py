@@ -183,3 +183,27 @@ def test_check_device_sparse_storage():
     check_device(
         dm.HAMMemory(leaves=8, width=3, hidden=4, capacity=3), steps=3, batch=2, max_examples=3
     )
+
+
+def test_trace_shows_the_path_down_the_tree():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from difmachine.trace import render, run_example
+
+    program = dm.Program(
+        machine=dm.Machine(dm.LSTM(8), {"ham": dm.HAMMemory(leaves=8, width=4, hidden=8)}),
+        task=dm.Reverse(symbols=3, min_length=2, max_length=3),
+    )
+    model = dm.build(program)
+    example = run_example(model, program.task, length=2, seed=0)
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    console.print(render(example, model, width=90))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", console.file.getvalue())
+    assert "path down the tree" in text and "P(right) along the path" in text
+    paths = re.findall(r"\b([LR]{3}) -> leaf (\d)", text)
+    assert paths and all(
+        int("".join("1" if c == "R" else "0" for c in p), 2) == int(j) for p, j in paths
+    )
