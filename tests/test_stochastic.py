@@ -206,6 +206,10 @@ def test_train_step_gradient_reaches_the_policy_and_baseline():
     # the same key, the same step: sampling is a function of the key only
     again, _, m2 = step(model, opt_state, batch, sample_key(0, 0))
     np.testing.assert_array_equal(m2["reinforce"], metrics["reinforce"])
+    # chunked (two chunks of two examples): the chunks take their examples' own keys
+    chunked = make_train_step(program.task, program.optimizer, 2, program.reinforce)
+    _, _, m3 = chunked(model, opt_state, batch, sample_key(0, 0))
+    assert float(m3["refused"]) == 0 and np.isfinite(m3["reinforce"])
 
 
 def test_resume_replays_the_same_samples(tmp_path):
