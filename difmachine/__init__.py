@@ -16,7 +16,9 @@ from .devices import TABLE_OPS as TABLE_OPS
 from .devices import Attention as Attention
 from .devices import DNCMemory as DNCMemory
 from .devices import HAMMemory as HAMMemory
+from .devices import InputTape as InputTape
 from .devices import JoulinStack as JoulinStack
+from .devices import MemoryTape as MemoryTape
 from .devices import NeuralDeque as NeuralDeque
 from .devices import NeuralQueue as NeuralQueue
 from .devices import NeuralStack as NeuralStack
@@ -84,6 +86,7 @@ from .tasks import ReverseString as ReverseString
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA
+from .tasks import TapeTransduce as TapeTransduce
 from .training import evaluate as evaluate
 from .training import train as train
 

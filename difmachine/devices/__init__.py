@@ -15,3 +15,5 @@ from .structures import JoulinStack as JoulinStack
 from .structures import NeuralDeque as NeuralDeque
 from .structures import NeuralQueue as NeuralQueue
 from .structures import NeuralStack as NeuralStack
+from .tape import InputTape as InputTape
+from .tape import MemoryTape as MemoryTape
