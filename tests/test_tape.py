@@ -63,8 +63,7 @@ def test_rlntm_machine_runs_and_samples():
     assert model.stochastic()
     batch = program.task.sample(np.random.default_rng(0), 2)
     ctx = jax.tree.map(lambda x: x[0], batch.context)
-    _, aux = model(
-        batch.inputs[0], batch.mask[0], context=ctx, key=jax.random.PRNGKey(0), trace=True
-    )
+    run = jax.jit(lambda m, x, mk, c, k: m(x, mk, context=c, key=k, trace=True)[1])
+    aux = run(model, batch.inputs[0], batch.mask[0], ctx, jax.random.PRNGKey(0))
     assert np.isfinite(aux["log_prob"]) and float(aux["log_prob"]) < 0
     assert aux["trace"]["input"]["position"].shape == (batch.inputs.shape[1],)
