@@ -57,12 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="smoke test: 1K and 16K slots, 3 repeats")
     p.add_argument("--devices", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--no-sweep", action="store_true", help="skip the length sweep")
+    p.add_argument("--paired", action="store_true",
+                   help="only time the smallest and largest --slots of each device against each "
+                        "other, interleaved step by step (ratios robust to a shared machine)")  # fmt: skip
 
 
 # -- measuring --------------------------------------------------------------------------------
 
 
-def make_program(kind: str, slots: int, args, remat: bool):
+def make_program(kind: str, slots: int, args, remat: bool, length: int | None = None):
     import optax
 
     import difmachine as dm
@@ -71,7 +74,10 @@ def make_program(kind: str, slots: int, args, remat: bool):
         device = dm.NTMMemory(slots=slots, width=args.width)
     elif kind == "ham":
         device = dm.HAMMemory(
-            leaves=slots, width=args.width, mode="hard", capacity=2 * max(args.length, 1) + 1
+            leaves=slots,
+            width=args.width,
+            mode="hard",
+            capacity=2 * max(args.length if length is None else length, 1) + 1,
         )
     else:
         device = dm.SparseMemory(slots=slots, width=args.width, k=args.k)
@@ -174,13 +180,52 @@ def measure(kind: str, slots: int, args, previous: dict | None = None) -> dict:
     return row
 
 
+def paired(args) -> dict:
+    """The training step at the smallest and the largest ``--slots``, timed alternately (one
+    step each per round, ``--repeats`` rounds after two warm-ups): the per-round ratio is
+    measured under the same load."""
+    out = {}
+    lo, hi = min(args.slots), max(args.slots)
+    for kind in args.devices:
+        sides = []
+        for slots in (lo, hi):
+            model, opt_state, batch, _, train = compiled_steps(
+                make_program(kind, slots, args, kind == "dense"), args.length
+            )
+            sides.append({"state": [model, opt_state], "batch": batch, "train": train})
+
+        def once(side):
+            t0 = time.perf_counter()
+            side["state"][0], side["state"][1], m = side["train"](*side["state"], side["batch"])
+            jax.block_until_ready(m)
+            return time.perf_counter() - t0
+
+        for side in sides:
+            once(side), once(side)
+        rounds = [(once(sides[0]), once(sides[1])) for _ in range(args.repeats)]
+        small, large = [r[0] for r in rounds], [r[1] for r in rounds]
+        out[kind] = {
+            "slots": [lo, hi],
+            "train_s": [median(small), median(large)],
+            "ratio_of_medians": median(large) / median(small),
+            "median_paired_ratio": median([b / a for a, b in rounds]),
+            "rounds": rounds,
+        }
+        console.print(
+            f"{kind}: train step {median(small) * 1e3:.1f} ms at {lo:,} slots, "
+            f"{median(large) * 1e3:.1f} ms at {hi:,}: {hi // lo}x the slots costs "
+            f"{out[kind]['median_paired_ratio']:.2f}x (median of {args.repeats} paired rounds)"
+        )
+    return out
+
+
 def sweep_lengths(args) -> list[dict]:
     """Temporary memory of the compiled training step against T (compile only)."""
     rows = []
     configurations = [(k, r) for k in args.devices for r in (True, False)]
     for kind, remat in configurations:
         for L in args.sweep_lengths:
-            *_, train = compiled_steps(make_program(kind, args.sweep_slots, args, remat), L)
+            *_, train = compiled_steps(make_program(kind, args.sweep_slots, args, remat, L), L)
             rows.append({"device": kind, "remat": remat, "length": L, "time_steps": 2 * L + 1,
                          **_sizes(train)})  # fmt: skip
     return rows
@@ -249,6 +294,11 @@ def run(args) -> int:
         args.slots, args.repeats, args.sweep_lengths = [1024, 16384], 3, [5, 20]
         args.sweep_slots = min(args.sweep_slots, 4096)
     B, T = args.batch_size, 2 * args.length + 1
+    if args.paired:
+        settings = {k: getattr(args, k) for k in ("slots", "width", "length", "batch_size",
+                    "repeats", "devices")}  # fmt: skip
+        write_json(args.json, "memory_scaling_paired", settings, paired(args))
+        return 0
     settings = {k: getattr(args, k) for k in ("slots", "width", "k", "length", "batch_size",
                 "repeats", "limit_gb", "sweep_slots", "sweep_lengths", "quick", "devices",
                 "no_sweep")}  # fmt: skip
