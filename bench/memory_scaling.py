@@ -250,9 +250,9 @@ def _mb(b) -> str:
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
-    from difmachine.training import _pyplot
+    from difmachine.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = {
         "dense": ("tab:red", "NTMMemory (dense)"),
