@@ -1,4 +1,5 @@
-"""Dense ``NTMMemory`` against ``SparseMemory``: step time and peak memory from 1K to 1M slots.
+"""Dense ``NTMMemory``, ``SparseMemory`` and the hard ``HAMMemory``: step time and peak memory
+from 1K to 1M slots.
 
 The machine of ``programs/ntm_copy.py`` (LSTM 100, width-20 memory, one read and one write head)
 on copy sequences of one length (T = 2L + 1 time steps), with either memory. For every size:
@@ -9,6 +10,11 @@ on copy sequences of one length (T = 2L + 1 time steps), with either memory. For
   ``memory_analysis()`` (no run needed), for ``remat`` on and off. A configuration whose
   estimate exceeds ``--limit-gb`` is not run ("would need X GB"), nor one whose training step,
   extrapolated linearly in slots from the previous size, would take over ``--max-seconds``.
+
+The third device is a hard ``HAMMemory`` (Andrychowicz & Kurach 2016) with ``slots`` leaves of
+the same width, stored sparsely (``capacity`` = T accesses: only the written nodes are kept), so
+an access is ``log2(slots)`` sampled left/right choices; its training step samples (a key per
+example) and includes the REINFORCE term. It is timed with ``remat=False``.
 
 The dense memory is timed with ``remat=True`` (the library default), the sparse one with
 ``remat=False`` (``jax.checkpoint`` would save the whole memory at every step, see
@@ -30,7 +36,8 @@ from rich.table import Table
 
 from .common import console, machine_info, median, write_json
 
-HELP = "dense NTMMemory vs SparseMemory: step time and peak memory at 1K-1M slots"
+HELP = "dense NTMMemory vs SparseMemory vs HAMMemory: step time and peak memory at 1K-1M slots"
+KINDS = ("dense", "sparse", "ham")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,18 +55,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep-lengths", type=int, nargs="+", default=[5, 10, 20, 40])
     p.add_argument("--png", help="log-log plot (default: the --json path with .png)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1K and 16K slots, 3 repeats")
+    p.add_argument("--devices", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--no-sweep", action="store_true", help="skip the length sweep")
+    p.add_argument("--paired", action="store_true",
+                   help="only time the smallest and largest --slots of each device against each "
+                        "other, interleaved step by step (ratios robust to a shared machine)")  # fmt: skip
 
 
 # -- measuring --------------------------------------------------------------------------------
 
 
-def make_program(kind: str, slots: int, args, remat: bool):
+def make_program(kind: str, slots: int, args, remat: bool, length: int | None = None):
     import optax
 
     import difmachine as dm
 
     if kind == "dense":
         device = dm.NTMMemory(slots=slots, width=args.width)
+    elif kind == "ham":
+        device = dm.HAMMemory(
+            leaves=slots,
+            width=args.width,
+            mode="hard",
+            capacity=2 * max(args.length if length is None else length, 1) + 1,
+        )
     else:
         device = dm.SparseMemory(slots=slots, width=args.width, k=args.k)
     return dm.Program(
@@ -79,18 +98,40 @@ def _sizes(compiled) -> dict:
 
 
 def compiled_steps(program, length: int):
-    """``(model, opt_state, batch, forward, train)`` with both steps compiled ahead of time."""
+    """``(model, opt_state, batch, forward, train)`` with both steps compiled ahead of time.
+
+    A stochastic machine's steps sample (one key per example, bound here) and its training
+    step includes the REINFORCE term."""
     from difmachine.program import build
-    from difmachine.training import batch_rng, loss_and_metrics, make_train_step
+    from difmachine.stochastic import sample_key
+    from difmachine.training import batch_rng, example_keys, loss_and_metrics, make_train_step
 
     task, optimizer = program.task, program.optimizer
     batch = jax.device_put(task.sample(batch_rng(0, 0), program.batch_size, length=length))
     model = build(program)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    forward = jax.jit(lambda model, batch: loss_and_metrics(model, task, batch)[0])
-    forward = forward.lower(model, batch).compile()
-    train = make_train_step(task, optimizer).lower(model, opt_state, batch).compile()
-    return model, opt_state, batch, forward, train
+    key = sample_key(0, 0) if model.stochastic() else None
+
+    def loss(model, batch, key):
+        return loss_and_metrics(model, task, batch, keys=example_keys(key, program.batch_size))[0]
+
+    forward = jax.jit(loss).lower(model, batch, key).compile()
+    train = make_train_step(task, optimizer, reinforce=program.reinforce)
+    train = train.lower(model, opt_state, batch, key).compile()
+    return model, opt_state, batch, _Bound(forward, key), _Bound(train, key)
+
+
+class _Bound:
+    """A compiled step with its sampling key bound as the last argument."""
+
+    def __init__(self, compiled, key):
+        self.compiled, self.key = compiled, key
+
+    def __call__(self, *args):
+        return self.compiled(*args, self.key)
+
+    def memory_analysis(self):
+        return self.compiled.memory_analysis()
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -105,7 +146,7 @@ def _time(fn, repeats: int) -> list[float]:
 
 
 def measure(kind: str, slots: int, args, previous: dict | None = None) -> dict:
-    timed_remat = kind == "dense"
+    timed_remat = kind == "dense"  # the sparse memory and the HAM: off
     row: dict = {"device": kind, "slots": slots, "timed_remat": timed_remat}
     t0 = time.perf_counter()
     for remat in (timed_remat, not timed_remat):
@@ -139,12 +180,52 @@ def measure(kind: str, slots: int, args, previous: dict | None = None) -> dict:
     return row
 
 
+def paired(args) -> dict:
+    """The training step at the smallest and the largest ``--slots``, timed alternately (one
+    step each per round, ``--repeats`` rounds after two warm-ups): the per-round ratio is
+    measured under the same load."""
+    out = {}
+    lo, hi = min(args.slots), max(args.slots)
+    for kind in args.devices:
+        sides = []
+        for slots in (lo, hi):
+            model, opt_state, batch, _, train = compiled_steps(
+                make_program(kind, slots, args, kind == "dense"), args.length
+            )
+            sides.append({"state": [model, opt_state], "batch": batch, "train": train})
+
+        def once(side):
+            t0 = time.perf_counter()
+            side["state"][0], side["state"][1], m = side["train"](*side["state"], side["batch"])
+            jax.block_until_ready(m)
+            return time.perf_counter() - t0
+
+        for side in sides:
+            once(side), once(side)
+        rounds = [(once(sides[0]), once(sides[1])) for _ in range(args.repeats)]
+        small, large = [r[0] for r in rounds], [r[1] for r in rounds]
+        out[kind] = {
+            "slots": [lo, hi],
+            "train_s": [median(small), median(large)],
+            "ratio_of_medians": median(large) / median(small),
+            "median_paired_ratio": median([b / a for a, b in rounds]),
+            "rounds": rounds,
+        }
+        console.print(
+            f"{kind}: train step {median(small) * 1e3:.1f} ms at {lo:,} slots, "
+            f"{median(large) * 1e3:.1f} ms at {hi:,}: {hi // lo}x the slots costs "
+            f"{out[kind]['median_paired_ratio']:.2f}x (median of {args.repeats} paired rounds)"
+        )
+    return out
+
+
 def sweep_lengths(args) -> list[dict]:
     """Temporary memory of the compiled training step against T (compile only)."""
     rows = []
-    for kind, remat in (("dense", True), ("dense", False), ("sparse", True), ("sparse", False)):
+    configurations = [(k, r) for k in args.devices for r in (True, False)]
+    for kind, remat in configurations:
         for L in args.sweep_lengths:
-            *_, train = compiled_steps(make_program(kind, args.sweep_slots, args, remat), L)
+            *_, train = compiled_steps(make_program(kind, args.sweep_slots, args, remat, L), L)
             rows.append({"device": kind, "remat": remat, "length": L, "time_steps": 2 * L + 1,
                          **_sizes(train)})  # fmt: skip
     return rows
@@ -169,11 +250,15 @@ def _mb(b) -> str:
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
-    from difmachine.training import _pyplot
+    from difmachine.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"dense": ("tab:red", "NTMMemory (dense)"), "sparse": ("tab:blue", "SparseMemory")}
+    styles = {
+        "dense": ("tab:red", "NTMMemory (dense)"),
+        "sparse": ("tab:blue", "SparseMemory"),
+        "ham": ("tab:green", "HAMMemory (hard)"),
+    }
     for kind, (colour, label) in styles.items():
         rs = [r for r in rows if r["device"] == kind]
         timed = [r for r in rs if "train_s" in r]
@@ -209,13 +294,19 @@ def run(args) -> int:
         args.slots, args.repeats, args.sweep_lengths = [1024, 16384], 3, [5, 20]
         args.sweep_slots = min(args.sweep_slots, 4096)
     B, T = args.batch_size, 2 * args.length + 1
+    if args.paired:
+        settings = {k: getattr(args, k) for k in ("slots", "width", "length", "batch_size",
+                    "repeats", "devices")}  # fmt: skip
+        write_json(args.json, "memory_scaling_paired", settings, paired(args))
+        return 0
     settings = {k: getattr(args, k) for k in ("slots", "width", "k", "length", "batch_size",
-                "repeats", "limit_gb", "sweep_slots", "sweep_lengths", "quick")}  # fmt: skip
+                "repeats", "limit_gb", "sweep_slots", "sweep_lengths", "quick", "devices",
+                "no_sweep")}  # fmt: skip
     console.print(f"[bold]memory_scaling[/bold]  {machine_info()['platform']}  jax "
                   f"{jax.__version__}  B={B}  T={T}  width={args.width}  k={args.k}")  # fmt: skip
     rows, last = [], {}
     for slots in args.slots:
-        for kind in ("dense", "sparse"):
+        for kind in args.devices:
             rows.append(measure(kind, slots, args, last.get(kind)))
             if "train_s" in rows[-1]:
                 last[kind] = rows[-1]
@@ -224,8 +315,8 @@ def run(args) -> int:
                                         f"train {r['train_s'] * 1e3:.1f} ms")  # fmt: skip
             console.print(f"{kind} {slots}: {done}")
 
-    table = Table(title=f"dense NTMMemory vs SparseMemory (k={args.k}), copy T={T}, B={B}, "
-                        f"width {args.width}; peak = temp + arguments + outputs")  # fmt: skip
+    table = Table(title=f"dense NTMMemory vs SparseMemory (k={args.k}) vs hard HAMMemory, copy "
+                        f"T={T}, B={B}, width {args.width}; peak = temp + arguments + outputs")  # fmt: skip
     for col in ["slots", "device", "forward ms", "train ms", "train peak MB (timed)",
                 "remat on MB", "remat off MB", "forward peak MB"]:  # fmt: skip
         table.add_column(col, justify="right")
@@ -241,21 +332,32 @@ def run(args) -> int:
     console.print(table)
     ratios = {}
     for slots in args.slots:
-        d, s = ({r["device"]: r for r in rows if r["slots"] == slots}[k] for k in ("dense",
-                                                                              "sparse"))  # fmt: skip
-        ratios[slots] = {
-            "peak_dense_over_sparse": d["train_remat_on"]["peak_bytes"]
-            / s["train_remat_off"]["peak_bytes"],
-            "train_dense_over_sparse": d["train_s"] / s["train_s"] if "train_s" in d else None,
-        }
-    sparse_timed = [r for r in rows if r["device"] == "sparse" and "train_s" in r]
-    if len(sparse_timed) > 1:
-        lo, hi = sparse_timed[0], sparse_timed[-1]
-        console.print(f"sparse: {hi['slots'] // lo['slots']}x the slots costs "
-                      f"{hi['train_s'] / lo['train_s']:.1f}x the training step time and "
-                      f"{hi['forward_s'] / lo['forward_s']:.1f}x the forward time")  # fmt: skip
+        by = {r["device"]: r for r in rows if r["slots"] == slots}
+        ratios[slots] = {}
+        if "dense" in by and "sparse" in by:
+            d, s = by["dense"], by["sparse"]
+            ratios[slots] |= {
+                "peak_dense_over_sparse": d["train_remat_on"]["peak_bytes"]
+                / s["train_remat_off"]["peak_bytes"],
+                "train_dense_over_sparse": d["train_s"] / s["train_s"] if "train_s" in d else None,
+            }
+        if "ham" in by and "sparse" in by and "train_s" in by["ham"] and "train_s" in by["sparse"]:
+            ratios[slots]["train_sparse_over_ham"] = by["sparse"]["train_s"] / by["ham"]["train_s"]
+    growth_by_size = {}
+    for kind in args.devices:
+        timed = [r for r in rows if r["device"] == kind and "train_s" in r]
+        if len(timed) > 1:
+            lo, hi = timed[0], timed[-1]
+            growth_by_size[kind] = {
+                "slots": [lo["slots"], hi["slots"]],
+                "train_ratio": hi["train_s"] / lo["train_s"],
+                "forward_ratio": hi["forward_s"] / lo["forward_s"],
+            }
+            console.print(f"{kind}: {hi['slots'] // lo['slots']}x the slots costs "
+                          f"{hi['train_s'] / lo['train_s']:.2f}x the training step time and "
+                          f"{hi['forward_s'] / lo['forward_s']:.2f}x the forward time")  # fmt: skip
 
-    sweep = sweep_lengths(args)
+    sweep = [] if args.no_sweep else sweep_lengths(args)
     growth = per_step_growth(sweep)
     t2 = Table(title=f"training step temporary memory (MB) against T, {args.sweep_slots:,} slots "
                      f"(memory itself {args.sweep_slots * args.width * 4 * B / 1e6:.2f} MB)")  # fmt: skip
@@ -270,7 +372,8 @@ def run(args) -> int:
     console.print(t2)
 
     growth = {f"{kind} remat={'on' if remat else 'off'}": g for (kind, remat), g in growth.items()}
-    results = {"by_slots": rows, "ratios": ratios, "by_length": sweep, "growth": growth}
+    results = {"by_slots": rows, "ratios": ratios, "by_length": sweep, "growth": growth,
+               "growth_by_slots": growth_by_size}  # fmt: skip
     write_json(args.json, "memory_scaling", settings, results)
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png:

@@ -15,7 +15,10 @@ from .devices import ARITHMETIC_OPS as ARITHMETIC_OPS
 from .devices import TABLE_OPS as TABLE_OPS
 from .devices import Attention as Attention
 from .devices import DNCMemory as DNCMemory
+from .devices import HAMMemory as HAMMemory
+from .devices import InputTape as InputTape
 from .devices import JoulinStack as JoulinStack
+from .devices import MemoryTape as MemoryTape
 from .devices import NeuralDeque as NeuralDeque
 from .devices import NeuralQueue as NeuralQueue
 from .devices import NeuralStack as NeuralStack
@@ -47,10 +50,12 @@ from .protocol import AbstractController as AbstractController
 from .protocol import AbstractDevice as AbstractDevice
 from .protocol import AbstractHalting as AbstractHalting
 from .protocol import AbstractMachine as AbstractMachine
+from .protocol import AbstractStochasticDevice as AbstractStochasticDevice
 from .protocol import CellOutput as CellOutput
 from .protocol import Component as Component
 from .protocol import Field as Field
 from .protocol import Halted as Halted
+from .protocol import Sampled as Sampled
 from .protocol import TraceField as TraceField
 from .rundir import load_run as load_run
 from .seq2seq import BiLSTM as BiLSTM
@@ -58,6 +63,7 @@ from .seq2seq import CompiledSeq2Seq as CompiledSeq2Seq
 from .seq2seq import Encoder as Encoder
 from .seq2seq import Seq2Seq as Seq2Seq
 from .specs import check_spec as check_spec
+from .stochastic import Reinforce as Reinforce
 from .tasks import Addition as Addition
 from .tasks import AnBn as AnBn
 from .tasks import Arithmetic as Arithmetic
@@ -81,6 +87,7 @@ from .tasks import ReverseString as ReverseString
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA
+from .tasks import TapeTransduce as TapeTransduce
 from .tasks import TokenPairs as TokenPairs
 from .training import evaluate as evaluate
 from .training import train as train

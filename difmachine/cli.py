@@ -473,6 +473,14 @@ def eval_(
     best: BestCheckpoint = False,
     trust: Trust = False,
     program_file: ProgramFile = None,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="A machine with stochastic devices samples its actions instead of taking the "
+            "most likely ones.",
+        ),
+    ] = False,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training, or on its
     validation data or a data file (tasks built from data)."""
@@ -506,7 +514,9 @@ def eval_(
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console  # `--json -`: standard output holds only JSON
     with out.status("evaluating..."):
-        rows = generalization(model, program.task, wanted, samples=samples, seed=seed)
+        rows = generalization(
+            model, program.task, wanted, samples=samples, seed=seed, sample=sample
+        )
     on = f" of {data}" if data is not None else ""
     on = on or (f" of the {program.task.evaluate_on} split" if own is not None else "")
     table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences{on} per row")

@@ -38,6 +38,7 @@ from .errors import CompileError, DifmachineError
 from .halting.fixed import Fixed
 from .protocol import (
     HALTING,
+    SAMPLED,
     AbstractCompiledMachine,
     AbstractController,
     AbstractDevice,
@@ -48,6 +49,7 @@ from .protocol import (
     Field,
     activate,
     check_count,
+    is_stochastic,
 )
 
 
@@ -106,16 +108,23 @@ class Machine(AbstractMachine):
                 )
         if len(set(names)) != len(names):
             raise ValueError(f"Machine device names must be distinct, got {names}")
-        if HALTING in names:
-            raise ValueError(
-                f"Machine device name {HALTING!r} is reserved for the halting policy's trace"
-            )
+        for reserved in (HALTING, SAMPLED):
+            if reserved in names:
+                raise ValueError(
+                    f"Machine device name {reserved!r} is reserved (the machine's own records)"
+                )
         self.controller = controller
         self.devices = devs
         self.names = names
         self.halting = Fixed(1) if halting is None else halting
         if not isinstance(self.halting, AbstractHalting):
             raise TypeError(f"Machine halting must be a policy such as Fixed(1), got {halting!r}")
+        for name, dev in zip(names, devs):
+            if is_stochastic(dev) and self.halting.inner_steps != 1:
+                raise ValueError(
+                    f"Machine device {name!r} samples discrete actions, which needs a halting "
+                    f"policy with one inner step such as Fixed(1), got {self.halting!r}"
+                )
         if readout is not None and readout not in names:
             raise ValueError(f"Machine readout {readout!r} must name one of its devices {names}")
         self.readout = readout
@@ -123,6 +132,11 @@ class Machine(AbstractMachine):
     @property
     def read_size(self) -> int:
         return sum(d.read_size for d in self.devices)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether a device samples discrete actions (``protocol.is_stochastic``)."""
+        return any(is_stochastic(d) for d in self.devices)
 
     def read_slice(self, name: str) -> slice:
         """Where device ``name``'s read sits in the concatenated reads."""
@@ -204,6 +218,7 @@ class Step(NamedTuple):
     stats: dict
     taps: Any
     inner: Any
+    sampled: Any = None  # (log_prob, entropy) of a stochastic machine's step, masked
 
 
 def keep_padding(m: jax.Array, new: Any, old: Any) -> Any:
@@ -287,6 +302,8 @@ class CompiledMachine(AbstractCompiledMachine):
                     "read width) or leave readout out for a learned output map"
                 )
             del params["W_o"], params["b_o"]
+        if machine.stochastic:  # REINFORCE's baseline: a value head on the mean of h
+            params["baseline"] = {"w": zeros(H), "b": zeros(1)}
         return CompiledMachine(machine, input_size, output_size, remat, params)
 
     # -- running ------------------------------------------------------------------------------
@@ -308,8 +325,12 @@ class CompiledMachine(AbstractCompiledMachine):
         }
         return controller_state, dev_states, zeros(m.read_size)
 
-    def cell(self, carry, z, probe=None):
+    def cell(self, carry, z, probe=None, key=None):
         """One inner step: ``(carry, z) -> (carry, CellOutput(h, reads, traces))``.
+
+        Stochastic devices sample with ``key`` folded with their index (``None``: they take
+        their most likely actions); the output then carries the step's summed ``log_prob`` and
+        ``entropy``.
 
         With ``probe`` (``{"z": [G], "iface": [n_iface]}``, zeros) the probes are added to the
         controller's input and the interface pre-activation, and the in-loop weights are cut
@@ -332,12 +353,22 @@ class CompiledMachine(AbstractCompiledMachine):
             value = flat[slot.start : slot.stop].reshape(slot.field.shape)
             ifaces[slot.device][slot.name] = activate(slot.field.activation, value)
         new_states, all_reads, traces = {}, [], {}
-        for name, dev in zip(m.names, m.devices):
-            read, new_states[name], traces[name] = dev.step(
-                p["devices"][name], dev_states[name], ifaces[name]
-            )
+        log_prob = entropy = None
+        for i, (name, dev) in enumerate(zip(m.names, m.devices)):
+            if is_stochastic(dev):
+                k = None if key is None else jax.random.fold_in(key, i)
+                out = dev.sample_step(p["devices"][name], dev_states[name], ifaces[name], k)
+                read, new_states[name], traces[name] = out.read, out.state, out.trace
+                log_prob = out.log_prob if log_prob is None else log_prob + out.log_prob
+                entropy = out.entropy if entropy is None else entropy + out.entropy
+            else:
+                read, new_states[name], traces[name] = dev.step(
+                    p["devices"][name], dev_states[name], ifaces[name]
+                )
             all_reads.append(read)
         reads = jnp.concatenate(all_reads) if all_reads else zeros(0)
+        if log_prob is not None:
+            traces[SAMPLED] = {"log_prob": log_prob, "entropy": entropy}
         return (ctrl_state, new_states, reads), CellOutput(h, reads, traces)
 
     def _check_length(self, T: int) -> None:
@@ -348,13 +379,15 @@ class CompiledMachine(AbstractCompiledMachine):
             except ValueError as e:
                 raise DifmachineError(f"device {name!r}: {e}") from None
 
-    def _input_step(self, carry, z, m, trace: bool, probe=None):
+    def _input_step(self, carry, z, m, trace: bool, probe=None, key=None):
         """One input step (all its inner steps); padding (``m == 0``) keeps ``carry``.
 
         Returns ``(carry, Step)``. With ``probe`` (see :meth:`cell`) the step's *taps* are the
         inputs of the in-loop matmuls, ``reads_{t-1}`` (for ``W_r``), ``h_t`` (for ``W_i``) and
         the controller's linear-recurrence inputs."""
-        cell = self.cell if probe is None else partial(self.cell, probe=probe)
+        cell = (
+            self.cell if probe is None and key is None else partial(self.cell, probe=probe, key=key)
+        )
         halted = self.machine.halting.run(self.params[HALTING], cell, carry, z)
         out = halted.output
         taps = None
@@ -362,7 +395,10 @@ class CompiledMachine(AbstractCompiledMachine):
             ctrl_state, _, prev_reads = carry
             recurrence = self.machine.controller.linear_recurrence(ctrl_state)
             taps = {"W_r": prev_reads, "W_i": out.h, "controller": recurrence}
-        traces = out.traces
+        traces, sampled = out.traces, None
+        if SAMPLED in traces:  # a stochastic machine's step: (log_prob, entropy) of real steps
+            traces = {k: v for k, v in traces.items() if k != SAMPLED}
+            sampled = (out.traces[SAMPLED]["log_prob"] * m, out.traces[SAMPLED]["entropy"] * m)
         if halted.trace:
             traces = {**traces, HALTING: halted.trace}
         inner = None
@@ -377,6 +413,7 @@ class CompiledMachine(AbstractCompiledMachine):
             {k: v * m for k, v in halted.stats.items()},
             taps,
             inner,
+            sampled,
         )
         return keep_padding(m, halted.carry, carry), step
 
@@ -406,6 +443,13 @@ class CompiledMachine(AbstractCompiledMachine):
         }
         if steps.inner is not None:
             aux["inner"] = steps.inner  # ([T, N, out] outputs, [T, N] weights)
+        if steps.sampled is not None:  # a stochastic machine: what REINFORCE needs
+            aux["log_prob"], aux["entropy"] = (jnp.sum(v) for v in steps.sampled)
+            w = mask / jnp.maximum(jnp.sum(mask), 1.0)
+            h_mean = jax.lax.stop_gradient(w @ steps.h)
+            aux["baseline"] = (
+                h_mean @ self.params["baseline"]["w"] + self.params["baseline"]["b"][0]
+            )
         return aux
 
     def __call__(
@@ -417,6 +461,7 @@ class CompiledMachine(AbstractCompiledMachine):
         context=None,
         controller_state=None,
         probes=None,
+        key=None,
     ):
         """Run one example. ``xs: [T, input_size]``, ``mask: [T]`` (1 = real step, 0 = padding).
 
@@ -426,7 +471,10 @@ class CompiledMachine(AbstractCompiledMachine):
         records (e.g. ACT's ponder) and ``aux["state"]`` the final carried state. ``context``
         (named contexts) and ``controller_state``: see :meth:`init_carry`. ``probes``: zeros from
         :meth:`probes`, for training with :meth:`hoisted_gradients`; ``aux["taps"]`` then holds
-        the stacked inputs of the in-loop matmuls.
+        the stacked inputs of the in-loop matmuls. ``key``: for a machine with stochastic
+        devices, this example's PRNG key (each step gets ``split(key, T)[t]``); ``None`` takes
+        the most likely actions. ``aux`` then also holds ``log_prob``, ``entropy`` (summed over
+        real steps) and the REINFORCE ``baseline``.
         """
         T = xs.shape[0]
         self._check_length(T)
@@ -438,14 +486,16 @@ class CompiledMachine(AbstractCompiledMachine):
         mask = jnp.ones((T,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         zx = xs.astype(jnp.float32) @ self.params["W_x"]
 
+        keys = None if key is None or not self.machine.stochastic else jax.random.split(key, T)
+
         def body(carry, inputs):
-            z, m, probe = inputs
-            return self._input_step(carry, z, m, trace, probe)
+            z, m, probe, k = inputs
+            return self._input_step(carry, z, m, trace, probe, k)
 
         if self.remat:
             body = jax.checkpoint(body)
         carry = self.init_carry(context, controller_state)
-        final, steps = jax.lax.scan(body, carry, (zx, mask, probes))
+        final, steps = jax.lax.scan(body, carry, (zx, mask, probes, keys))
         aux = self._aux(final, steps, mask)
         if probes is not None:
             aux["taps"] = steps.taps
@@ -461,6 +511,7 @@ class CompiledMachine(AbstractCompiledMachine):
         trace: bool = False,
         context=None,
         controller_state=None,
+        key=None,
     ):
         """Decode ``steps`` steps autoregressively: the input of step 0 is ``first[input_size]``,
         the input of step t + 1 is ``feedback(y_t)``. Once ``stop(y_t)`` is true (e.g. the end
@@ -469,15 +520,18 @@ class CompiledMachine(AbstractCompiledMachine):
 
         Returns ``(ys[steps, output_size], aux)`` like :meth:`__call__`. With ``feedback``
         giving back the teacher's inputs this equals the teacher-forced ``__call__``.
+        ``key``: see :meth:`__call__`.
         """
         self._check_length(steps)
         stop = stop or (lambda y: jnp.zeros((), bool))
         W_x = self.params["W_x"]
 
-        def body(state, _):
+        keys = None if key is None or not self.machine.stochastic else jax.random.split(key, steps)
+
+        def body(state, k):
             carry, x, running = state
             m = running.astype(jnp.float32)
-            carry, step = self._input_step(carry, x @ W_x, m, trace)
+            carry, step = self._input_step(carry, x @ W_x, m, trace, key=k)
             y = self._readout(step.h, step.reads)
             running = running & ~stop(y)
             return (carry, feedback(y).astype(jnp.float32), running), (
@@ -493,7 +547,7 @@ class CompiledMachine(AbstractCompiledMachine):
             first.astype(jnp.float32),
             jnp.asarray(True),
         )
-        (final, _, _), (ys, produced, stepped) = jax.lax.scan(body, init, None, length=steps)
+        (final, _, _), (ys, produced, stepped) = jax.lax.scan(body, init, keys, length=steps)
         aux = self._aux(final, stepped, produced)
         return ys, {**aux, "produced": produced}
 
@@ -547,6 +601,9 @@ class CompiledMachine(AbstractCompiledMachine):
     def statistics(self):
         return self.machine.halting.statistics
 
+    def stochastic(self) -> bool:
+        return self.machine.stochastic
+
     def task_loss(self, task, ys, aux, targets, loss_mask):
         if "inner" in aux:  # the halting policy shapes the loss
             outputs, weights = aux["inner"]
@@ -571,6 +628,8 @@ class CompiledMachine(AbstractCompiledMachine):
             counts[f"device {name}"] = _count(p["devices"][name])
         if jax.tree.leaves(p[HALTING]):
             counts["halting"] = _count(p[HALTING])
+        if "baseline" in p:
+            counts["baseline"] = _count(p["baseline"])
         counts["interface projection"] = _count(p["W_i"]) + _count(p["b_i"])
         if "W_o" in p:
             counts["output projection"] = _count(p["W_o"]) + _count(p["b_o"])

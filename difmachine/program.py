@@ -22,6 +22,7 @@ from .compiler import compile as compile_machine
 from .errors import CheckpointError, DifmachineError, ProgramError
 from .protocol import AbstractMachine, check_count
 from .specs import check_spec
+from .stochastic import Reinforce
 from .tasks.base import AbstractTask
 from .tasks.data import relative_to
 
@@ -47,6 +48,9 @@ class Program:
       (``None``) by default: the rounding differences change a run's trajectory, so turning it on
       changes the result of a seeded run (not its quality on average). It must divide
       ``batch_size``.
+    - ``reinforce``: how a machine with stochastic devices is trained (:class:`Reinforce`:
+      reward, baseline weight, advantage normalisation, entropy bonus); ``None`` is
+      ``Reinforce()``. Ignored by deterministic machines.
     - ``overrides``: the ``--set name=value`` parameters the program was loaded with (filled in by
       :func:`load_program`; recorded in checkpoints so eval and trace rebuild the same machine).
     - ``origin``: where :func:`load_program` found it (filled in): ``{"file": ..., "directory":
@@ -69,6 +73,7 @@ class Program:
     target: float | None = None
     remat: bool | None = None
     chunk: int | None = None
+    reinforce: Reinforce | None = None
     overrides: dict = dataclasses.field(default_factory=dict, compare=False)
     origin: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -107,6 +112,10 @@ class Program:
             raise ProgramError(
                 f"Program chunk {self.chunk} does not divide batch_size {self.batch_size}; "
                 "pick a divisor or chunk=None"
+            )
+        if self.reinforce is not None and not isinstance(self.reinforce, Reinforce):
+            raise ProgramError(
+                f"Program reinforce must be Reinforce(...) or None, got {self.reinforce!r}"
             )
         if self.remat is not None and not isinstance(self.remat, bool):
             raise ProgramError(f"Program remat must be True, False or None, got {self.remat!r}")
@@ -162,7 +171,9 @@ class Program:
         raise CheckpointError(f"{path} holds another machine: {_difference(theirs, mine)}")
 
     def settings(self) -> dict:
+        extra = {} if self.reinforce is None else {"reinforce": repr(self.reinforce)}
         return {
+            **extra,
             "batch_size": self.batch_size,
             "steps": self.steps,
             "seed": self.seed,

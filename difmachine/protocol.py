@@ -15,6 +15,8 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - ``step(params, state, iface) -> (read, new_state, trace)``; ``iface`` holds the *activated*
   values by field name; ``trace`` is a small dict of arrays worth looking at.
 - ``trace_spec()`` (optional): how ``difmachine trace`` draws each trace field.
+- a device that takes discrete actions subclasses :class:`AbstractStochasticDevice` and
+  implements ``sample_step(params, state, iface, key) -> Sampled`` instead of ``step``.
 - ``context()`` (optional): the name of the context the device reads at ``init_state``
   (``"source"``, ``"story"``, ``"table"``...), or ``None``. A task provides named contexts
   (``AbstractTask.contexts``); a machine kind may provide more (a Seq2Seq hands its decoder the
@@ -162,6 +164,50 @@ class AbstractDevice(eqx.Module):
         return self
 
 
+class Sampled(NamedTuple):
+    """What a stochastic device's step returns: the usual ``(read, state, trace)`` plus the
+    summed log-probability of the discrete actions it took and their distributions' entropy
+    (scalars)."""
+
+    read: jax.Array
+    state: Any
+    trace: dict
+    log_prob: jax.Array
+    entropy: jax.Array
+
+
+class AbstractStochasticDevice(AbstractDevice):
+    """A device that takes discrete actions (a hard tree descent, a tape head's move...).
+
+    ``sample_step(params, state, iface, key) -> Sampled``: with a PRNG ``key`` it samples its
+    actions, with ``key=None`` it takes the most likely ones (evaluation); either way it returns
+    the log-probability of the actions taken. The machine gives each example and step its own
+    key (derived from the run's seed and step, so resuming replays the same samples), sums the
+    log-probabilities and training adds a REINFORCE term (:mod:`difmachine.stochastic`).
+    ``step`` is the most-likely-action step, so every check of the plain device protocol
+    applies. ``samples()`` may say ``False`` for a configuration that takes no discrete action
+    (e.g. a soft mode): the device is then run as a plain device.
+    """
+
+    @abc.abstractmethod
+    def sample_step(
+        self, params: Any, state: Any, iface: dict[str, jax.Array], key: jax.Array | None
+    ) -> Sampled: ...
+
+    def step(self, params, state, iface):
+        out = self.sample_step(params, state, iface, None)
+        return out.read, out.state, out.trace
+
+    def samples(self) -> bool:
+        """Whether this device takes discrete actions (then the machine threads keys to it)."""
+        return True
+
+
+def is_stochastic(device: AbstractDevice) -> bool:
+    """Whether ``device`` samples discrete actions."""
+    return isinstance(device, AbstractStochasticDevice) and device.samples()
+
+
 class AbstractController(eqx.Module):
     """A controller network.
 
@@ -201,11 +247,14 @@ class AbstractController(eqx.Module):
 # -- halting ----------------------------------------------------------------------------------
 
 HALTING = "halting"  # the halting policy's name among a machine's components (params, traces)
+SAMPLED = "sampled"  # the cell's record of its stochastic devices' log_prob and entropy
 
 
 class CellOutput(NamedTuple):
     """What one inner step of a machine's cell produces: the controller output ``h``, the
-    devices' concatenated reads and their trace records ``{device: {field: array}}``."""
+    devices' concatenated reads and their trace records ``{device: {field: array}}``. A machine
+    with stochastic devices adds ``traces[SAMPLED] = {"log_prob": ..., "entropy": ...}``, the
+    step's summed log-probability and entropy of its discrete actions."""
 
     h: jax.Array
     reads: jax.Array
@@ -331,6 +380,12 @@ class AbstractCompiledMachine(eqx.Module):
         """The parts whose trace records are drawn, in drawing order."""
         return []
 
+    def stochastic(self) -> bool:
+        """Whether the machine samples discrete actions: then ``__call__`` (and ``generate``)
+        take a per-example PRNG ``key`` (``None``: the most likely actions) and ``aux`` holds the
+        example's summed ``log_prob``, ``entropy`` and a ``baseline`` for REINFORCE."""
+        return False
+
     def statistics(self) -> tuple[str, ...]:
         """Names of the scalar statistics in ``aux["stats"]`` (a halting policy's), which
         training shows beside the loss."""
@@ -386,6 +441,7 @@ class AbstractMachine(eqx.Module):
 __all__ = [
     "ACTIVATIONS",
     "HALTING",
+    "SAMPLED",
     "CellOutput",
     "Halted",
     "Cell",
@@ -399,5 +455,8 @@ __all__ = [
     "activate",
     "check_counts",
     "AbstractDevice",
+    "AbstractStochasticDevice",
     "AbstractController",
+    "Sampled",
+    "is_stochastic",
 ]

@@ -29,6 +29,7 @@ from .rundir import (
     locked,
     write_program,
 )
+from .stochastic import Reinforce, reinforce_terms, sample_key
 from .tasks.base import AbstractTask, Batch
 
 EVAL_STREAM = 1  # separates evaluation randomness from training randomness
@@ -40,23 +41,27 @@ def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step])
 
 
-def _gradients(model, task, batch, chunk: int | None = None):
+def _gradients(model, task, batch, chunk: int | None = None, keys=None, reinforce=None):
     """``((total, metrics), grads)`` of the batch mean loss. With ``chunk``, a batch of several
     chunks runs forward and backward one chunk at a time (``lax.map``) and averages the chunks'
     gradients, which is the same mean: each chunk's working set then stays in cache through its
     backward pass (bench/FINDINGS.md, item 8)."""
     size = batch.inputs.shape[0]
     if chunk is None or size <= chunk or size % chunk:
-        return _value_and_grad(model, task, batch)
+        return _value_and_grad(model, task, batch, keys, reinforce)
     # chunk j holds examples j, j + n, j + 2n, ...: split over devices along the batch, every
     # device then holds its own share of every chunk and the loop over chunks needs no exchange
     n = size // chunk
-    chunks = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(chunk, n, *x.shape[1:]), 0, 1), batch)
-    per_chunk = jax.lax.map(lambda chunk: _value_and_grad(model, task, chunk), chunks)
+    chunks = jax.tree.map(
+        lambda x: jnp.swapaxes(x.reshape(chunk, n, *x.shape[1:]), 0, 1), (batch, keys)
+    )
+    per_chunk = jax.lax.map(
+        lambda chunk: _value_and_grad(model, task, chunk[0], chunk[1], reinforce), chunks
+    )
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)
 
 
-def _value_and_grad(model, task, batch):
+def _value_and_grad(model, task, batch, keys=None, reinforce=None):
     """``((total, metrics), grads)`` of one batch. A machine with :meth:`probes
     <difmachine.machine.CompiledMachine.probes>` has its in-loop weight gradients taken after
     the backward scan, one matmul each, instead of accumulated step by step (bench/FINDINGS.md,
@@ -64,10 +69,17 @@ def _value_and_grad(model, task, batch):
     size, steps = batch.inputs.shape[:2]
     probes = model.probes(steps, size)
     if probes is None:
-        return eqx.filter_value_and_grad(loss_and_metrics, has_aux=True)(model, task, batch)
+
+        def plain(model):
+            return _loss(model, task, batch, keys=keys, reinforce=reinforce)[:2]
+
+        return eqx.filter_value_and_grad(plain, has_aux=True)(model)
 
     def loss(model_and_probes):
-        total, metrics, aux = _loss(model_and_probes[0], task, batch, probes=model_and_probes[1])
+        model, probes = model_and_probes
+        total, metrics, aux = _loss(
+            model, task, batch, probes=probes, keys=keys, reinforce=reinforce
+        )
         return total, (metrics, aux["taps"])
 
     grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
@@ -75,42 +87,63 @@ def _value_and_grad(model, task, batch):
     return (total, metrics), model.hoisted_gradients(grads, taps, cotangents)
 
 
-def batch_outputs(model, batch: Batch, *, decode: bool = False, task=None, probes=None):
+def batch_outputs(model, batch: Batch, *, decode: bool = False, task=None, probes=None, keys=None):
     """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
     (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
     batch's first inputs and running as many steps as the batch has. ``probes``: per example,
-    see :meth:`CompiledMachine.probes <difmachine.machine.CompiledMachine.probes>`."""
+    see :meth:`CompiledMachine.probes <difmachine.machine.CompiledMachine.probes>`. ``keys``:
+    one PRNG key per example for a stochastic machine (``None``: its most likely actions)."""
+    sampling = {} if keys is None else {"key": keys}  # a deterministic kind takes no key
     if not decode:
-        return jax.vmap(lambda x, m, c, p: model(x, m, context=c, probes=p))(
-            batch.inputs, batch.mask, batch.context, probes
+        return jax.vmap(lambda x, m, c, p, s: model(x, m, context=c, probes=p, **s))(
+            batch.inputs, batch.mask, batch.context, probes, sampling
         )
     steps = batch.inputs.shape[1]
     ys, aux = jax.vmap(
-        lambda x, c: model.generate(x[0], steps, task.feedback, task.stop, context=c)
-    )(batch.inputs, batch.context)
+        lambda x, c, s: model.generate(x[0], steps, task.feedback, task.stop, context=c, **s)
+    )(batch.inputs, batch.context, sampling)
     # a step after the machine stopped produced nothing: make it score as wrong, not as whatever
     # the frozen state would say (-30 on the target class: argmax elsewhere, a finite loss)
     ys = jnp.where(aux["produced"][..., None] > 0, ys, -30.0 * batch.targets)
     return ys, aux
 
 
-def loss_and_metrics(model, task: AbstractTask, batch: Batch, decode=False):
+def loss_and_metrics(model, task: AbstractTask, batch: Batch, decode=False, keys=None):
     """``(total loss, metrics)`` of a batch: the task's loss plus the halting policy's."""
-    total, metrics, _ = _loss(model, task, batch, decode=decode)
+    total, metrics, _ = _loss(model, task, batch, decode=decode, keys=keys)
     return total, metrics
 
 
-def _loss(model, task, batch, decode=False, probes=None):
-    ys, aux = batch_outputs(model, batch, decode=decode, task=task, probes=probes)
+def example_keys(key: jax.Array | None, size: int):
+    """One PRNG key per example of a batch of ``size`` (``None`` stays ``None``)."""
+    return None if key is None else jax.random.split(key, size)
+
+
+def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=None):
+    """``(total, metrics, aux)``. With ``keys`` (a stochastic machine sampling its actions) the
+    total also holds the REINFORCE terms (:func:`difmachine.stochastic.reinforce_terms`)."""
+    ys, aux = batch_outputs(model, batch, decode=decode, task=task, probes=probes, keys=keys)
     per_example = jax.vmap(lambda y, a, t, m: model.task_loss(task, y, a, t, m))
-    task_loss = jnp.mean(per_example(ys, aux, batch.targets, batch.loss_mask))
+    example_losses = per_example(ys, aux, batch.targets, batch.loss_mask)
+    task_loss = jnp.mean(example_losses)
     extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
+    example_metrics = None
+    if keys is not None and "log_prob" in aux:
+        settings = reinforce or Reinforce()
+        if settings.reward == "loss":
+            rewards = -example_losses
+        else:
+            example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
+            rewards = -example_metrics[task.main_metric]
+        terms = reinforce_terms(settings, rewards, aux["log_prob"], aux["baseline"], aux["entropy"])
+        extra = {**extra, **terms}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
-    metrics = {
-        k: jnp.mean(v)
-        for k, v in jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask).items()
-    }
+    if example_metrics is None:
+        example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
+    metrics = {k: jnp.mean(v) for k, v in example_metrics.items()}
     stats = {k: jnp.mean(v) for k, v in aux["stats"].items()}
+    if "entropy" in aux:
+        stats["entropy"] = jnp.mean(aux["entropy"])
     return total, {"loss": task_loss, **extra, **metrics, **stats}, aux
 
 
@@ -121,8 +154,13 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
-    """``step(model, opt_state, batch) -> (model, opt_state, metrics)``, jit-compiled.
+def make_train_step(
+    task: AbstractTask, optimizer, chunk: int | None = None, reinforce: Reinforce | None = None
+):
+    """``step(model, opt_state, batch, key=None) -> (model, opt_state, metrics)``, jit-compiled.
+
+    ``key``: for a stochastic machine, the step's sampling key (:func:`sample_key`); each
+    example gets its own (``split``); ``reinforce`` says how the REINFORCE term is formed.
 
     A step whose loss, gradient, new parameters or new optimizer state are not finite is
     refused: the old parameters and optimizer state are kept and ``metrics["refused"]`` is 1
@@ -134,8 +172,9 @@ def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
     """
 
     @jax.jit
-    def train_step(model, opt_state, batch):
-        (total, metrics), grads = _gradients(model, task, batch, chunk)
+    def train_step(model, opt_state, batch, key=None):
+        keys = example_keys(key, batch.inputs.shape[0])
+        (total, metrics), grads = _gradients(model, task, batch, chunk, keys, reinforce)
         params = eqx.filter(model, eqx.is_array)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)
@@ -152,15 +191,17 @@ def make_train_step(task: AbstractTask, optimizer, chunk: int | None = None):
 def make_eval_step(task: AbstractTask):
     """Evaluation metrics of a batch; generative tasks are scored on greedy decoding (no
     teacher forcing), as a user would run the model, and their content apart from stopping
-    (``forced_*``: :meth:`~difmachine.tasks.base.AbstractTask.content_metrics`)."""
+    (``forced_*``: :meth:`~difmachine.tasks.base.AbstractTask.content_metrics`). A stochastic
+    machine takes its most likely actions, or samples them with ``key``."""
 
     scores_content = task.generative and (
         type(task).content_metrics is not AbstractTask.content_metrics
     )
 
     @jax.jit
-    def eval_step(model, batch):
-        metrics = loss_and_metrics(model, task, batch, decode=task.generative)[1]
+    def eval_step(model, batch, key=None):
+        keys = example_keys(key, batch.inputs.shape[0])
+        metrics = loss_and_metrics(model, task, batch, decode=task.generative, keys=keys)[1]
         if scores_content:  # content apart from stopping: decode the target's whole length
             steps = batch.inputs.shape[1]
             ys, _ = jax.vmap(
@@ -183,16 +224,24 @@ def evaluate(
     batch_size: int = 64,
     eval_step=None,
     place=None,
+    sample: bool = False,
 ) -> dict[str, float]:
     """Mean metrics over ``samples`` fresh sequences (of fixed ``length`` if given); ``place``
-    puts each batch where the model is (data-parallel runs replicate it)."""
+    puts each batch where the model is (data-parallel runs replicate it). ``sample``: a
+    stochastic machine samples its actions (keys from ``seed``) instead of taking the most
+    likely ones."""
     eval_step = eval_step or make_eval_step(task)
     totals: dict[str, float] = {}
     done = 0
-    for batch, n in eval_batches(task, samples, seed, length, batch_size):
+    for i, (batch, n) in enumerate(eval_batches(task, samples, seed, length, batch_size)):
         if place is not None:
             batch = place(batch)
-        metrics = jax.device_get(eval_step(model, batch))
+        if sample and model.stochastic():
+            key = sample_key(seed, i, EVAL_STREAM)
+            key = key if place is None else place(key)
+            metrics = jax.device_get(eval_step(model, batch, key))
+        else:
+            metrics = jax.device_get(eval_step(model, batch))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * n
         done += n
@@ -213,14 +262,22 @@ def eval_batches(task, samples: int, seed: int, length=None, batch_size: int = 6
         done, i = done + n, i + 1
 
 
-def generalization(model, task, lengths, *, samples: int, seed: int) -> list[dict]:
+def generalization(
+    model, task, lengths, *, samples: int, seed: int, sample: bool = False
+) -> list[dict]:
     """One row of mean metrics per length (``None`` = the training mix), with timing."""
     eval_step = make_eval_step(task)
     rows = []
     for length in lengths:
         t0 = time.perf_counter()
         metrics = evaluate(
-            model, task, samples=samples, seed=seed, length=length, eval_step=eval_step
+            model,
+            task,
+            samples=samples,
+            seed=seed,
+            length=length,
+            eval_step=eval_step,
+            sample=sample,
         )
         rows.append({task.length_name: length, **metrics, "seconds": time.perf_counter() - t0})
     return rows
@@ -428,7 +485,8 @@ def _train(
         if path == ckpt_path:
             last_saved = step
 
-    train_step = make_train_step(task, optimizer, program.chunk)
+    train_step = make_train_step(task, optimizer, program.chunk, program.reinforce)
+    stochastic = model.stochastic()
     eval_step = make_eval_step(task)
     main = task.main_metric
     step, refused, streak, last, solved = start, 0, 0, {}, False
@@ -463,7 +521,12 @@ def _train(
                 batch = task.sample(batch_rng(program.seed, step), program.batch_size)
                 if place_batch is not None:
                     batch = place_batch(batch)
-                model, opt_state, metrics = train_step(model, opt_state, batch)
+                if stochastic:  # the step's sampling key: a function of (seed, step) only
+                    key = sample_key(program.seed, step)
+                    key = key if place_eval is None else place_eval(key)
+                    model, opt_state, metrics = train_step(model, opt_state, batch, key)
+                else:
+                    model, opt_state, metrics = train_step(model, opt_state, batch)
                 step += 1
                 window_steps += 1
                 pending.append(metrics)

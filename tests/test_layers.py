@@ -28,6 +28,7 @@ FLOORS = {
         "specs",
         "plotting",
         "cache",
+        "stochastic",
     ],
     1: ["devices.", "controllers", "halting.", "tasks.", "optim"],
     2: ["compiler", "machine", "seq2seq", "neural_gpu"],

@@ -3,6 +3,7 @@
 from .attention import Attention as Attention
 from .attention import StoryEmbedding as StoryEmbedding
 from .dnc import DNCMemory as DNCMemory
+from .ham import HAMMemory as HAMMemory
 from .ntm import NTMMemory as NTMMemory
 from .programmer import ARITHMETIC_OPS as ARITHMETIC_OPS
 from .programmer import TABLE_OPS as TABLE_OPS
@@ -14,3 +15,5 @@ from .structures import JoulinStack as JoulinStack
 from .structures import NeuralDeque as NeuralDeque
 from .structures import NeuralQueue as NeuralQueue
 from .structures import NeuralStack as NeuralStack
+from .tape import InputTape as InputTape
+from .tape import MemoryTape as MemoryTape

@@ -26,6 +26,7 @@ from .symbols import AnBn as AnBn
 from .symbols import BigramFlip as BigramFlip
 from .symbols import Reverse as Reverse
 from .symbols import SymbolCopy as SymbolCopy
+from .tape import TapeTransduce as TapeTransduce
 from .tokens import AbstractTokenTask as AbstractTokenTask
 from .tokens import Addition as Addition
 from .tokens import DateFormat as DateFormat

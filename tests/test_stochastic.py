@@ -1,0 +1,266 @@
+"""Stochastic devices: sampling, log-probabilities, the REINFORCE estimator, keys and training."""
+
+import json
+import textwrap
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import difmachine as dm
+from difmachine.cli import app
+from difmachine.protocol import Field, Sampled
+from difmachine.stochastic import (
+    Reinforce,
+    bernoulli,
+    categorical,
+    reinforce_terms,
+    sample_key,
+)
+from difmachine.training import make_train_step
+
+logit_vectors = st.lists(st.floats(-2.0, 2.0), min_size=2, max_size=5).map(
+    lambda v: np.asarray(v, np.float32)
+)
+
+
+class Choose(dm.AbstractStochasticDevice):
+    """A toy stochastic device: picks one of ``n`` options; its read is the option's one-hot."""
+
+    n: int = eqx.field(static=True, default=3)
+
+    def interface(self):
+        return {"logits": Field((self.n,), "identity")}
+
+    @property
+    def read_size(self):
+        return self.n
+
+    def init_params(self, key):
+        return {}
+
+    def init_state(self, params, context=None):
+        return jnp.zeros((), jnp.float32)
+
+    def sample_step(self, params, state, iface, key):
+        c = categorical(iface["logits"], key)
+        read = jax.nn.one_hot(c.action, self.n)
+        trace = {"action": c.action, "log_prob": c.log_prob}
+        return Sampled(read, state + c.action, trace, c.log_prob, c.entropy)
+
+
+@settings(max_examples=5, deadline=None)
+@given(logits=logit_vectors, seed=st.integers(0, 2**16))
+def test_categorical_frequencies_match_probabilities(logits, seed):
+    n = 4000
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    actions = jax.vmap(lambda k: categorical(jnp.asarray(logits), k).action)(keys)
+    freq = np.bincount(np.asarray(actions), minlength=len(logits)) / n
+    p = np.asarray(jax.nn.softmax(logits))
+    np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / n) + 1e-3)
+
+
+@settings(max_examples=5, deadline=None)
+@given(logit=st.floats(-3.0, 3.0), seed=st.integers(0, 2**16))
+def test_bernoulli_frequency_and_log_prob(logit, seed):
+    n = 4000
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    out = jax.vmap(lambda k: bernoulli(jnp.float32(logit), k))(keys)
+    p1 = 1 / (1 + np.exp(-logit))
+    assert abs(np.mean(out.action) - p1) < 5 * np.sqrt(p1 * (1 - p1) / n) + 1e-3
+    expected = np.where(np.asarray(out.action) == 1, np.log(p1), np.log(1 - p1))
+    np.testing.assert_allclose(out.log_prob, expected, rtol=1e-4, atol=1e-5)
+    assert bernoulli(jnp.float32(logit)).action == int(np.float32(logit) > 0)
+
+
+@settings(max_examples=5, deadline=None)
+@given(logits=logit_vectors, seed=st.integers(0, 2**16))
+def test_categorical_log_prob_entropy_and_greedy(logits, seed):
+    c = categorical(jnp.asarray(logits), jax.random.PRNGKey(seed))
+    logp = np.log(np.asarray(jax.nn.softmax(logits), np.float64))
+    np.testing.assert_allclose(c.log_prob, logp[int(c.action)], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c.entropy, -np.sum(np.exp(logp) * logp), rtol=1e-4, atol=1e-5)
+    assert int(categorical(jnp.asarray(logits)).action) == int(np.argmax(logits))
+
+
+@pytest.mark.parametrize("baseline", [0.0, 1.5])
+def test_reinforce_is_unbiased_against_the_exact_gradient(baseline):
+    """3 actions with known rewards: the mean of many REINFORCE gradient samples equals the
+    gradient of the exact expected reward (the surrogate's gradient is its negative)."""
+    theta = jnp.array([0.3, -0.5, 0.1])
+    r = jnp.array([1.0, 3.0, -2.0])
+    exact = jax.grad(lambda t: jnp.sum(jax.nn.softmax(t) * r))(theta)
+
+    def sample_grad(key):
+        def surrogate(t):
+            c = categorical(t, key)
+            terms = reinforce_terms(
+                Reinforce(), r[c.action][None], c.log_prob[None], jnp.full(1, baseline), c.entropy
+            )
+            return terms["reinforce"]
+
+        return -jax.grad(surrogate)(theta)
+
+    n = 20000
+    grads = np.asarray(jax.jit(jax.vmap(sample_grad))(jax.random.split(jax.random.PRNGKey(0), n)))
+    se = grads.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(grads.mean(axis=0) - np.asarray(exact)) < 4 * se + 1e-3), (
+        grads.mean(axis=0),
+        exact,
+        se,
+    )
+
+
+def test_reinforce_terms_options():
+    rewards, logp = jnp.array([1.0, 2.0, 4.0]), jnp.array([-1.0, -0.5, -2.0])
+    base, ent = jnp.array([2.0, 2.0, 2.0]), jnp.array([0.5, 0.5, 0.5])
+    plain = reinforce_terms(Reinforce(), rewards, logp, base, ent)
+    np.testing.assert_allclose(plain["reinforce"], -np.mean((rewards - base) * logp))
+    np.testing.assert_allclose(plain["baseline"], np.mean((rewards - base) ** 2))
+    assert "entropy_bonus" not in plain
+    both = reinforce_terms(Reinforce(normalise=True, entropy=0.1), rewards, logp, base, ent)
+    adv = (rewards - base) / (np.std(rewards - base) + 1e-6)
+    np.testing.assert_allclose(both["reinforce"], -np.mean(adv * logp), rtol=1e-5)
+    np.testing.assert_allclose(both["entropy_bonus"], -0.05, rtol=1e-6)
+    with pytest.raises(ValueError, match="reward must be one of"):
+        Reinforce(reward="accuracy")
+
+
+def _model(seed=0):
+    return dm.compile(
+        dm.Machine(dm.LSTM(8), {"choose": Choose()}), 2, 2, key=jax.random.PRNGKey(seed)
+    )
+
+
+def test_machine_samples_per_key_and_jit_equals_eager():
+    model = _model()
+    xs, mask = jnp.ones((6, 2)), jnp.array([1, 1, 1, 1, 0, 0], jnp.float32)
+    greedy = model(xs, mask)[1]
+    assert greedy["log_prob"].shape == () and "baseline" in greedy
+    keys = jax.random.split(jax.random.PRNGKey(3), 8)
+    run = lambda k: model(xs, mask, key=k, trace=True)[1]  # noqa: E731
+    batched = jax.jit(jax.vmap(run))(keys)
+    with jax.disable_jit():
+        eager = run(keys[0])
+    np.testing.assert_allclose(batched["log_prob"][0], eager["log_prob"], rtol=1e-5)
+    np.testing.assert_array_equal(
+        batched["trace"]["choose"]["action"][0], eager["trace"]["choose"]["action"]
+    )
+    actions = np.asarray(batched["trace"]["choose"]["action"])
+    assert len({tuple(a[:4]) for a in actions}) > 1  # examples sample independently
+    # the log-probability sums the real steps' only: padding adds nothing
+    per_step = np.asarray(batched["trace"]["choose"]["log_prob"])
+    np.testing.assert_allclose(batched["log_prob"], per_step[:, :4].sum(axis=1), rtol=1e-5)
+
+
+def test_deterministic_machines_are_untouched():
+    model = dm.compile(
+        dm.Machine(dm.LSTM(8), dm.NeuralStack(4, capacity=8)), 2, 2, key=jax.random.PRNGKey(0)
+    )
+    assert not model.stochastic() and "baseline" not in model.params
+    _, aux = model(jnp.ones((3, 2)), key=jax.random.PRNGKey(1))
+    assert "log_prob" not in aux
+
+
+def test_stochastic_device_needs_one_inner_step():
+    with pytest.raises(ValueError, match="needs a halting policy with one inner step"):
+        dm.Machine(dm.LSTM(8), Choose(), halting=dm.ACT())
+
+
+def test_sample_keys_depend_only_on_seed_and_step():
+    np.testing.assert_array_equal(sample_key(3, 7), sample_key(3, 7))
+    assert not np.array_equal(sample_key(3, 7), sample_key(3, 8))
+    assert not np.array_equal(sample_key(3, 7), sample_key(4, 7))
+
+
+def _program(steps, **kw):
+    return dm.Program(
+        machine=dm.Machine(dm.LSTM(8), {"choose": Choose()}),
+        task=dm.Copy(bits=2, min_length=1, max_length=3),
+        optimizer=optax.adam(1e-2),
+        batch_size=4,
+        steps=steps,
+        eval_every=100,
+        eval_samples=4,
+        log_every=1,
+        **kw,
+    )
+
+
+def test_train_step_gradient_reaches_the_policy_and_baseline():
+    program = _program(1, reinforce=Reinforce(entropy=0.01, normalise=True))
+    model = dm.build(program)
+    opt_state = program.optimizer.init(eqx.filter(model, eqx.is_array))
+    batch = program.task.sample(np.random.default_rng(0), 4)
+    step = make_train_step(program.task, program.optimizer, reinforce=program.reinforce)
+    new, _, metrics = step(model, opt_state, batch, sample_key(0, 0))
+    assert {"reinforce", "baseline", "entropy_bonus", "entropy"} <= set(metrics)
+    assert float(metrics["refused"]) == 0
+    assert not np.allclose(new.params["baseline"]["b"], model.params["baseline"]["b"])
+    # the same key, the same step: sampling is a function of the key only
+    again, _, m2 = step(model, opt_state, batch, sample_key(0, 0))
+    np.testing.assert_array_equal(m2["reinforce"], metrics["reinforce"])
+    # chunked (two chunks of two examples): the chunks take their examples' own keys
+    chunked = make_train_step(program.task, program.optimizer, 2, program.reinforce)
+    _, _, m3 = chunked(model, opt_state, batch, sample_key(0, 0))
+    assert float(m3["refused"]) == 0 and np.isfinite(m3["reinforce"])
+
+
+def test_resume_replays_the_same_samples(tmp_path):
+    whole = dm.train(_program(4), tmp_path / "whole")
+    dm.train(_program(2), tmp_path / "half")
+    resumed = dm.train(_program(4), tmp_path / "half", resume=True)
+    # a checkpoint is a JSON header line (with the time) and then the serialised leaves
+    leaves = lambda run: (tmp_path / run / "checkpoint.eqx").read_bytes().split(b"\n", 1)[1]  # noqa: E731
+    assert leaves("whole") == leaves("half")
+    assert whole.step == resumed.step == 4
+
+
+PROGRAM = """
+import equinox as eqx, jax, jax.numpy as jnp, optax
+import difmachine as dm
+from difmachine.protocol import Field, Sampled
+from difmachine.stochastic import categorical
+
+class Choose(dm.AbstractStochasticDevice):
+    n: int = eqx.field(static=True, default=3)
+    def interface(self):
+        return {"logits": Field((self.n,), "identity")}
+    @property
+    def read_size(self):
+        return self.n
+    def init_params(self, key):
+        return {}
+    def init_state(self, params, context=None):
+        return jnp.zeros(())
+    def sample_step(self, params, state, iface, key):
+        c = categorical(iface["logits"], key)
+        return Sampled(jax.nn.one_hot(c.action, self.n), state, {}, c.log_prob, c.entropy)
+
+program = dm.Program(
+    machine=dm.Machine(dm.LSTM(8), {"choose": Choose()}),
+    task=dm.Copy(bits=2, min_length=1, max_length=3),
+    optimizer=optax.adam(1e-2), batch_size=4, steps=3, eval_every=3, eval_samples=4, log_every=1,
+    reinforce=dm.Reinforce(entropy=0.01),
+)
+"""
+
+
+def test_cli_trains_and_evaluates_a_stochastic_machine(tmp_path):
+    program = tmp_path / "choose.py"
+    program.write_text(textwrap.dedent(PROGRAM))
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(program), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("reinforce" in x for x in lines)
+    for flag in ([], ["--sample"]):
+        result = runner.invoke(app, ["eval", str(out), "--samples", "4", "--length", "2", *flag])
+        assert result.exit_code == 0, result.output
