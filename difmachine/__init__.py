@@ -63,6 +63,7 @@ from .tasks import AnBn as AnBn
 from .tasks import Arithmetic as Arithmetic
 from .tasks import AssociativeRecall as AssociativeRecall
 from .tasks import Babi as Babi
+from .tasks import BabiWords as BabiWords
 from .tasks import BigramFlip as BigramFlip
 from .tasks import BinaryAddition as BinaryAddition
 from .tasks import BinaryCopy as BinaryCopy

@@ -1,6 +1,7 @@
 """Tasks: batch generators with their losses and metrics."""
 
 from .babi import Babi as Babi
+from .babi import BabiWords as BabiWords
 from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
