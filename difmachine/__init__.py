@@ -74,6 +74,7 @@ from .tasks import BitSequences as BitSequences
 from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat
+from .tasks import GraphTraversal as GraphTraversal
 from .tasks import Parity as Parity
 from .tasks import PrioritySort as PrioritySort
 from .tasks import RepeatCopy as RepeatCopy

@@ -16,6 +16,7 @@ from .copy import Copy as Copy
 from .data import BitSequences as BitSequences
 from .data import DataError as DataError
 from .data import TokenPairs as TokenPairs
+from .graph import GraphTraversal as GraphTraversal
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
