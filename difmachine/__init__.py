@@ -80,6 +80,7 @@ from .tasks import PrioritySort as PrioritySort
 from .tasks import RepeatCopy as RepeatCopy
 from .tasks import Reverse as Reverse
 from .tasks import ReverseString as ReverseString
+from .tasks import ShortestPath as ShortestPath
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA

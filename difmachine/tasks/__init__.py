@@ -17,6 +17,7 @@ from .data import BitSequences as BitSequences
 from .data import DataError as DataError
 from .data import TokenPairs as TokenPairs
 from .graph import GraphTraversal as GraphTraversal
+from .graph import ShortestPath as ShortestPath
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
