@@ -69,6 +69,7 @@ from .tasks import AnBn as AnBn
 from .tasks import Arithmetic as Arithmetic
 from .tasks import AssociativeRecall as AssociativeRecall
 from .tasks import Babi as Babi
+from .tasks import BabiWords as BabiWords
 from .tasks import BigramFlip as BigramFlip
 from .tasks import BinaryAddition as BinaryAddition
 from .tasks import BinaryCopy as BinaryCopy
@@ -79,11 +80,13 @@ from .tasks import BitSequences as BitSequences
 from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat
+from .tasks import GraphTraversal as GraphTraversal
 from .tasks import Parity as Parity
 from .tasks import PrioritySort as PrioritySort
 from .tasks import RepeatCopy as RepeatCopy
 from .tasks import Reverse as Reverse
 from .tasks import ReverseString as ReverseString
+from .tasks import ShortestPath as ShortestPath
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA

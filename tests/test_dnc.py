@@ -222,7 +222,7 @@ def check_links(links):
 
 def dnc_invariants(final, reads, traces):
     """deepmind/dnc's invariants, on every step of a random run."""
-    for key in ("allocation", "write_weights", "read_weights"):
+    for key in ("allocation", "write_weights", "read_weights", "forward", "backward"):
         w = np.asarray(traces[key])
         assert np.all(w >= -1e-7), f"{key} has negative entries"
         assert w.sum(-1).max() <= 1 + 1e-5, f"{key} sums to more than 1"
@@ -317,3 +317,58 @@ def test_one_hot_gates_give_a_discrete_allocator(ops):
         # usage counts a write one step later (u_t uses w_{t-1}): the slots live before this one
         assert np.all(np.asarray(state["usage"])[live] > 0.99)
         live.append(slot)
+
+
+DNC_PANELS = (
+    "allocation weighting a",
+    "usage u",
+    "write weighting",
+    "read head 0 weighting",
+    "read head 1 weighting",
+    "read head 0 mode",
+    "read head 1 forward weighting f (links)",
+    "read head 1 backward weighting b (links)",
+)
+
+
+def test_trace_of_a_dnc_program_draws_allocation_usage_writes_modes_and_links(monkeypatch):
+    """``difmachine trace`` of programs/dnc_babi.py (small sizes): the terminal shows every DNC
+    panel by title, the read modes as named rows, the words of the story; the PNG gets the
+    same panels (matplotlib replaced by a recorder, so this runs without the extra)."""
+    import io
+    import pathlib
+    from unittest import mock
+
+    from rich.console import Console
+
+    from difmachine import trace as trace_module
+    from difmachine.program import build
+
+    path = pathlib.Path(__file__).parent.parent / "programs" / "dnc_babi.py"
+    overrides = {"hidden": "8", "slots": "6", "width": "4", "max_sentences": "2"}
+    program = dm.load_program(path, overrides)
+    model = build(program)
+    example = trace_module.run_example(model, program.task, seed=0)
+    console = Console(file=io.StringIO(), width=140, color_system=None)
+    trace_module.print_trace(example, model, console)
+    text = console.file.getvalue()
+    for title in DNC_PANELS:
+        assert title in text, title
+    for mode in ("backward", "content", "forward"):  # the options rows of the read modes
+        assert any(line.lstrip().startswith(mode) for line in text.splitlines()), mode
+    assert "where is" in text and " - " in text + " "  # the words, the answer marker
+
+    labels = []
+
+    def subplots(n, *args, **kwargs):
+        axes = np.empty((n, 1), dtype=object)
+        for i in range(n):
+            axes[i, 0] = mock.MagicMock()
+            axes[i, 0].set_ylabel.side_effect = lambda label, **kw: labels.append(label)
+        return mock.MagicMock(), axes
+
+    monkeypatch.setattr(trace_module, "pyplot", lambda: mock.MagicMock(subplots=subplots))
+    trace_module.save_png(example, model, "unused.png")
+    drawn = " | ".join(labels)
+    for title in DNC_PANELS:
+        assert title in drawn, title

@@ -94,6 +94,8 @@ class DNCMemory(AbstractDevice):
             "read_modes": TraceField(
                 "options", "read head {head} mode", axis="mode", options=READ_MODES
             ),
+            "forward": TraceField("heatmap", "read head {head} forward weighting f (links)"),
+            "backward": TraceField("heatmap", "read head {head} backward weighting b (links)"),
             "free_gates": TraceField("scalars", "free gate f"),
             "allocation_gate": TraceField("scalars", "allocation gate"),
             "write_gate": TraceField("scalars", "write gate"),
@@ -140,6 +142,8 @@ class DNCMemory(AbstractDevice):
             "write_weights": write_w[None],
             "read_weights": read_w,
             "read_modes": iface["read_modes"],
+            "forward": forward,
+            "backward": backward,
             "free_gates": iface["free_gates"],
             "allocation_gate": iface["allocation_gate"][None],
             "write_gate": iface["write_gate"][None],

@@ -1,6 +1,7 @@
 """Tasks: batch generators with their losses and metrics."""
 
 from .babi import Babi as Babi
+from .babi import BabiWords as BabiWords
 from .base import AbstractBitTask as AbstractBitTask
 from .base import AbstractTask as AbstractTask
 from .base import Batch as Batch
@@ -15,6 +16,8 @@ from .copy import Copy as Copy
 from .data import BitSequences as BitSequences
 from .data import DataError as DataError
 from .data import TokenPairs as TokenPairs
+from .graph import GraphTraversal as GraphTraversal
+from .graph import ShortestPath as ShortestPath
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy

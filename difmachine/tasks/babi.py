@@ -56,20 +56,33 @@ def generate_story(
 ) -> tuple[list[str], str, str]:
     """One story of ``sentences`` sentences, a question and its answer, simulating the world.
     Stories are redrawn until the question is answerable (task 2 needs at least 2 sentences:
-    someone must go somewhere and pick something up)."""
+    someone must go somewhere and pick something up; task 3 at least 3: an object must be
+    carried from one place to another).
+
+    Task 3 (*three supporting facts*) asks where an object was before a place it went to
+    (``where was the football before the kitchen ?``): its places are the consecutive distinct
+    places it has been in (where it was picked up, then each place its carrier moved to); the
+    place asked about is one it has been in only once, so the answer is unambiguous. In task
+    3 a person picks up only an object lying where they are (or one not placed yet). Tasks 1
+    and 2 draw exactly the random numbers they drew before task 3 existed."""
+    if task not in (1, 2, 3):
+        raise ValueError(f"bAbI-style tasks are 1, 2 and 3, got {task!r}")
     if sentences < task:
         raise ValueError(f"bAbI-style task {task} needs stories of at least {task} sentences")
     while True:
         where: dict[str, str] = {}  # person -> place
         holder: dict[str, str] = {}  # object -> person carrying it
         dropped: dict[str, str] = {}  # object -> place it was left
+        history: dict[str, list[str]] = {}  # object -> its consecutive distinct places (task 3)
         story = []
         for _ in range(sentences):
             person = PEOPLE[rng.integers(len(PEOPLE))]
             carrying = [o for o, p in holder.items() if p == person]
             free = [o for o in OBJECTS if o not in holder]
+            if task == 3:  # only what lies here (or was never placed) can be picked up
+                free = [o for o in free if dropped.get(o, where.get(person)) == where.get(person)]
             kind = "move"
-            if task == 2 and person in where:
+            if task >= 2 and person in where:
                 kind = ("move", "take", "drop")[rng.integers(3)]
                 if kind == "take" and not free or kind == "drop" and not carrying:
                     kind = "move"
@@ -77,10 +90,15 @@ def generate_story(
                 place = PLACES[rng.integers(len(PLACES))]
                 where[person] = place
                 story.append(f"{person} {MOVES[rng.integers(len(MOVES))]} the {place} .")
+                for obj in carrying:
+                    if history[obj][-1] != place:
+                        history[obj].append(place)
             elif kind == "take":
                 obj = free[rng.integers(len(free))]
                 holder[obj] = person
                 dropped.pop(obj, None)
+                if not history.get(obj) or history[obj][-1] != where[person]:
+                    history.setdefault(obj, []).append(where[person])
                 story.append(f"{person} {TAKES[rng.integers(len(TAKES))]} the {obj} .")
             else:
                 obj = carrying[rng.integers(len(carrying))]
@@ -92,12 +110,23 @@ def generate_story(
             if known:
                 person = known[rng.integers(len(known))]
                 return story, f"where is {person} ?", where[person]
-        else:
+        elif task == 2:
             located = {o: where[p] for o, p in holder.items()} | dropped
             known = sorted(located)
             if known:
                 obj = known[rng.integers(len(known))]
                 return story, f"where is the {obj} ?", located[obj]
+        else:
+            asked = [
+                (o, i)
+                for o in sorted(history)
+                for i in range(1, len(history[o]))
+                if history[o].count(history[o][i]) == 1
+            ]
+            if asked:
+                obj, i = asked[rng.integers(len(asked))]
+                places = history[obj]
+                return story, f"where was the {obj} before the {places[i]} ?", places[i - 1]
 
 
 class Babi(AbstractTask):
@@ -183,4 +212,117 @@ class Babi(AbstractTask):
         return {"story": sentences, "question": question, "target": [answer]}
 
 
-__all__ = ["Babi", "generate_story", "VOCAB", "WORDS", "PEOPLE", "PLACES", "OBJECTS"]
+ANSWER = "-"  # the answer marker of BabiWords: the step at which the answer is due
+WORD_VOCAB = (*sorted({*VOCAB[1:], "was", "before"}), ANSWER)  # tasks 1-3 and the marker
+QUESTION_WORDS = 8  # the longest question: "where was the football before the bathroom ?"
+
+
+class BabiWords(AbstractTask):
+    """bAbI-style tasks 1-3 fed word by word, as the DNC reads them (Graves et al. 2016).
+
+    The stories of :func:`generate_story` (``task=1``: single supporting fact, ``2``: two
+    supporting facts, ``3``: three supporting facts, ``where was the apple before the
+    kitchen ?``). One example is the story's words, one one-hot word per step (sentences end
+    with ``.``), then the question's words (ending with ``?``), then the answer marker ``-``:
+    the step at which the answer is due. Only that step is scored (``loss_mask``); its target
+    is the answer word. Input channels and output classes are the words of
+    :data:`WORD_VOCAB` (the same for the three tasks, the marker last); no padding word.
+
+    Metrics: ``accuracy`` (the answer word right) and ``errors = 1 - accuracy`` (the main
+    metric). ``length`` (``--lengths``) is the number of sentences of the story; training
+    batches mix ``min_sentences..max_sentences`` and are padded to the longest possible
+    example (``max_sentences * 7 + 9`` steps), so a run compiles once.
+    """
+
+    task: int = eqx.field(static=True, default=1)
+    min_sentences: int = eqx.field(static=True, default=2)
+    max_sentences: int = eqx.field(static=True, default=10)
+
+    main_metric: ClassVar[str] = "errors"
+    length_name: ClassVar[str] = "sentences"
+
+    def __check_init__(self):
+        if self.task not in (1, 2, 3):
+            raise ValueError(
+                f"BabiWords task must be 1, 2 or 3 (one, two or three supporting facts), "
+                f"got {self.task!r}"
+            )
+        check_range("BabiWords", "sentences", self.min_sentences, self.max_sentences, self.task)
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(WORD_VOCAB)
+
+    @property
+    def input_size(self) -> int:
+        return len(WORD_VOCAB)
+
+    @property
+    def output_size(self) -> int:
+        return len(WORD_VOCAB)
+
+    def steps(self, sentences: int) -> int:
+        """Steps a batch of stories of up to ``sentences`` sentences is padded to."""
+        return sentences * WORDS + QUESTION_WORDS + 1
+
+    def words_of(self, story: list[str], question: str) -> list[str]:
+        """The example's input words: the story, the question, the answer marker."""
+        return " ".join([*story, question, ANSWER]).split()
+
+    def sample(self, rng, batch_size, length=None):
+        if length is not None and (
+            not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 1
+        ):
+            raise ValueError(
+                f"BabiWords sample(length=...) must be a positive number of sentences, "
+                f"got {length!r}"
+            )
+        S = self.max_sentences if length is None else int(length)
+        T, V = self.steps(S), len(WORD_VOCAB)
+        inputs = np.zeros((batch_size, T, V), np.float32)
+        targets = np.zeros((batch_size, T, V), np.float32)
+        mask = np.zeros((batch_size, T), np.float32)
+        loss_mask = np.zeros((batch_size, T), np.float32)
+        for b in range(batch_size):
+            n = S if length is not None else int(rng.integers(self.min_sentences, S + 1))
+            story, question, answer = generate_story(rng, self.task, n)
+            ids = [WORD_VOCAB.index(w) for w in self.words_of(story, question)]
+            L = len(ids)
+            inputs[b, np.arange(L), ids] = 1.0
+            targets[b, L - 1, WORD_VOCAB.index(answer)] = 1.0
+            mask[b, :L] = 1.0
+            loss_mask[b, L - 1] = 1.0
+        return Batch(inputs, targets, mask, loss_mask)
+
+    def loss(self, outputs, targets, loss_mask):
+        return softmax_cross_entropy(outputs, targets, loss_mask)
+
+    def metrics(self, outputs, targets, loss_mask):
+        m = sequence_metrics(outputs, targets, loss_mask)
+        return {"errors": m["errors"], "accuracy": m["coarse"]}
+
+    def present(self, outputs):
+        return jax.nn.softmax(outputs, axis=-1)
+
+    def labels(self, batch: Batch, index: int) -> dict:
+        """The input words, one per step, and the answer (for traces)."""
+        L = int(batch.mask[index].sum())
+        words = [WORD_VOCAB[i] for i in batch.inputs[index, :L].argmax(-1)]
+        return {"input": words, "target": [WORD_VOCAB[int(batch.targets[index, L - 1].argmax())]]}
+
+    def output_labels(self, predictions):
+        """The word the machine answers at the last step (the answer marker)."""
+        return [WORD_VOCAB[int(np.asarray(predictions)[-1].argmax())]]
+
+
+__all__ = [
+    "Babi",
+    "BabiWords",
+    "generate_story",
+    "VOCAB",
+    "WORD_VOCAB",
+    "WORDS",
+    "PEOPLE",
+    "PLACES",
+    "OBJECTS",
+]

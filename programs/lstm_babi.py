@@ -1,0 +1,23 @@
+"""Baseline for programs/dnc_babi.py: the same word-by-word bAbI-style stories, a plain LSTM.
+
+An LSTM of 128 units (no memory) with the DNC program's optimiser (Adam 1e-3, clipped at 10),
+batch and step budget; `--set task=2` or `3` for the other tasks. Not yet measured over seeds.
+"""
+
+import optax
+
+import difmachine as dm
+
+program = dm.Program(
+    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128))),
+    task=dm.BabiWords(
+        task=dm.param("task", 1),
+        min_sentences=dm.param("min_sentences", 2),
+        max_sentences=dm.param("max_sentences", 6),
+    ),
+    optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
+    batch_size=dm.param("batch_size", 16),
+    steps=dm.param("steps", 10_000),
+    eval_every=500,
+    target=dm.param("target", 0.01),
+)
