@@ -129,8 +129,9 @@ def generate_story(
                 return story, f"where was the {obj} before the {places[i]} ?", places[i - 1]
 
 
-class Babi(AbstractTask):
-    """bAbI-style task 1 or 2 (see the module docstring)."""
+class _BabiTask(AbstractTask):
+    """What the bAbI-style tasks share: which generator task, story lengths, one class per
+    word of ``vocabulary`` (inputs and outputs), the answer scored by ``accuracy``."""
 
     task: int = eqx.field(static=True, default=1)
     min_sentences: int = eqx.field(static=True, default=2)
@@ -138,25 +139,45 @@ class Babi(AbstractTask):
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "sentences"
+    vocabulary: ClassVar[tuple[str, ...]]
+    tasks: ClassVar[tuple[int, ...]]  # the generator tasks it takes
+    tasks_named: ClassVar[str]  # ... as the error message names them
 
     def __check_init__(self):
-        if self.task not in (1, 2):
-            raise ValueError(
-                f"Babi task must be 1 (single fact) or 2 (two facts), got {self.task!r}"
-            )
-        check_range("Babi", "sentences", self.min_sentences, self.max_sentences, self.task)
+        name = type(self).__name__
+        if self.task not in self.tasks:
+            raise ValueError(f"{name} task must be {self.tasks_named}, got {self.task!r}")
+        check_range(name, "sentences", self.min_sentences, self.max_sentences, self.task)
 
     @property
     def tokens(self) -> list[str]:
-        return list(VOCAB)
+        return list(self.vocabulary)
 
     @property
     def input_size(self) -> int:
-        return len(VOCAB)
+        return len(self.vocabulary)
 
     @property
     def output_size(self) -> int:
-        return len(VOCAB)
+        return len(self.vocabulary)
+
+    def loss(self, outputs, targets, loss_mask):
+        return softmax_cross_entropy(outputs, targets, loss_mask)
+
+    def metrics(self, outputs, targets, loss_mask):
+        m = sequence_metrics(outputs, targets, loss_mask)
+        return {"errors": m["errors"], "accuracy": m["coarse"]}
+
+    def present(self, outputs):
+        return jax.nn.softmax(outputs, axis=-1)
+
+
+class Babi(_BabiTask):
+    """bAbI-style task 1 or 2 (see the module docstring)."""
+
+    vocabulary: ClassVar[tuple[str, ...]] = VOCAB
+    tasks: ClassVar[tuple[int, ...]] = (1, 2)
+    tasks_named: ClassVar[str] = "1 (single fact) or 2 (two facts)"
 
     @property
     def contexts(self) -> dict[str, None]:
@@ -191,16 +212,6 @@ class Babi(AbstractTask):
         ones = np.ones((batch_size, 1), np.float32)
         return Batch(inputs, targets, ones, ones.copy(), {"story": Context(story, story_mask)})
 
-    def loss(self, outputs, targets, loss_mask):
-        return softmax_cross_entropy(outputs, targets, loss_mask)
-
-    def metrics(self, outputs, targets, loss_mask):
-        m = sequence_metrics(outputs, targets, loss_mask)
-        return {"errors": m["errors"], "accuracy": m["coarse"]}
-
-    def present(self, outputs):
-        return jax.nn.softmax(outputs, axis=-1)
-
     def labels(self, batch: Batch, index: int) -> dict:
         """The story's sentences (rows of the attention trace), the question and the answer."""
         story, mask = batch.context["story"].values[index], batch.context["story"].mask[index]
@@ -217,7 +228,7 @@ WORD_VOCAB = (*sorted({*VOCAB[1:], "was", "before"}), ANSWER)  # tasks 1-3 and t
 QUESTION_WORDS = 8  # the longest question: "where was the football before the bathroom ?"
 
 
-class BabiWords(AbstractTask):
+class BabiWords(_BabiTask):
     """bAbI-style tasks 1-3 fed word by word, as the DNC reads them (Graves et al. 2016).
 
     The stories of :func:`generate_story` (``task=1``: single supporting fact, ``2``: two
@@ -234,32 +245,9 @@ class BabiWords(AbstractTask):
     example (``max_sentences * 7 + 9`` steps), so a run compiles once.
     """
 
-    task: int = eqx.field(static=True, default=1)
-    min_sentences: int = eqx.field(static=True, default=2)
-    max_sentences: int = eqx.field(static=True, default=10)
-
-    main_metric: ClassVar[str] = "errors"
-    length_name: ClassVar[str] = "sentences"
-
-    def __check_init__(self):
-        if self.task not in (1, 2, 3):
-            raise ValueError(
-                f"BabiWords task must be 1, 2 or 3 (one, two or three supporting facts), "
-                f"got {self.task!r}"
-            )
-        check_range("BabiWords", "sentences", self.min_sentences, self.max_sentences, self.task)
-
-    @property
-    def tokens(self) -> list[str]:
-        return list(WORD_VOCAB)
-
-    @property
-    def input_size(self) -> int:
-        return len(WORD_VOCAB)
-
-    @property
-    def output_size(self) -> int:
-        return len(WORD_VOCAB)
+    vocabulary: ClassVar[tuple[str, ...]] = WORD_VOCAB
+    tasks: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    tasks_named: ClassVar[str] = "1, 2 or 3 (one, two or three supporting facts)"
 
     def steps(self, sentences: int) -> int:
         """Steps a batch of stories of up to ``sentences`` sentences is padded to."""
@@ -293,16 +281,6 @@ class BabiWords(AbstractTask):
             mask[b, :L] = 1.0
             loss_mask[b, L - 1] = 1.0
         return Batch(inputs, targets, mask, loss_mask)
-
-    def loss(self, outputs, targets, loss_mask):
-        return softmax_cross_entropy(outputs, targets, loss_mask)
-
-    def metrics(self, outputs, targets, loss_mask):
-        m = sequence_metrics(outputs, targets, loss_mask)
-        return {"errors": m["errors"], "accuracy": m["coarse"]}
-
-    def present(self, outputs):
-        return jax.nn.softmax(outputs, axis=-1)
 
     def labels(self, batch: Batch, index: int) -> dict:
         """The input words, one per step, and the answer (for traces)."""
