@@ -48,7 +48,15 @@ from rich.table import Table
 from . import checkpoint
 from .errors import DifmachineError
 from .program import Program, build, load_program
-from .rundir import BEST, CHECKPOINT, METRICS, eval_record, record_eval, write_program
+from .rundir import (
+    BEST,
+    CHECKPOINT,
+    METRICS,
+    MetricsLog,
+    eval_record,
+    record_eval,
+    write_program,
+)
 from .training import batch_rng, eval_batches, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
@@ -546,7 +554,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
         # eval/trace of a seed directory made here need no --trust
         write_program(d, program_file, program.origin)
         records[i].status = "compiling"
-    logs = {i: open(dirs[i] / METRICS, "a") for i in group}
+    # the run's own log: a resumed seed drops the rows written after its checkpoint
+    logs = {i: MetricsLog(dirs[i] / METRICS, resume_step=records[i].step) for i in group}
     windows: dict[int, list[dict]] = {i: [] for i in group}
     pending: list[tuple[dict, list[int]]] = []  # (metrics of a step, the seeds it trained)
     wall0 = {i: records[i].wall_time for i in group}
@@ -627,8 +636,7 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                         r.refused += int(sum(w["refused"] for w in window))
                         r.loss, r.metric, r.status = last["loss"], last[main], "training"
                         row = {"step": r.step, "time": time.time(), "seq_per_s": rate, **last}
-                        logs[i].write(json.dumps(row) + "\n")
-                        logs[i].flush()
+                        logs[i].write(row)
                     title = f"{name}: {rate * len(training):.0f} seq/s over {len(training)} seeds"
                     live.update(seeds_table(records, main, title=title))
                 to_eval = [
@@ -641,8 +649,7 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                     evals = evaluate_seeds(eval_fn, params, task, data_seeds, program.eval_samples)
                     for i in to_eval:
                         r, ev = records[i], evals[group.index(i)]
-                        logs[i].write(json.dumps(eval_record(r.step, time.time(), ev)) + "\n")
-                        logs[i].flush()
+                        logs[i].write(eval_record(r.step, time.time(), ev))
                         r.eval = ev[main]
                         if best[i] is None or ev[main] < best[i]:
                             best[i] = ev[main]
