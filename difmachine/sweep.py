@@ -512,6 +512,11 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
     params, opts, static = [], [], None
     for i in group:
         model = build(programs[i])
+        if model.stochastic():  # its train step samples with a key per step: a run's, per seed
+            raise _NoVmap(
+                "the machine samples (a stochastic device or dropout) and the vmapped step "
+                "draws no per-seed keys"
+            )
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         if (dirs[i] / CHECKPOINT).exists():
             (model, opt_state), header = checkpoint.load(

@@ -13,7 +13,9 @@ The paper's training techniques, each a knob (``--set name=value``):
   step i uses copy i mod relax, pulled together by ``pull``); 1 = no relaxation;
 - ``noise``: annealed gradient noise, variance noise / (1 + t)^0.55 (0 = off);
 - ``curriculum``: numbers of k bits drawn with probability proportional to k^-curriculum
-  (0 = uniform), a stateless stand-in for the paper's growing lengths.
+  (0 = uniform), a stateless stand-in for the paper's growing lengths;
+- ``bucket``: one length per batch, padded only to it (the paper's buckets): a batch of short
+  numbers costs what it is; each length compiles once.
 Dropout on the recurrence is not available (the machine protocol gives no random key).
 Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
 """
@@ -29,6 +31,7 @@ relax = dm.param("relax", 1)
 pull = dm.param("pull", 1e-3)
 noise = dm.param("noise", 1e-4)
 curriculum = dm.param("curriculum", 1.0)
+bucket = dm.param("bucket", True)
 lr = dm.param("lr", 3e-3)
 
 program = dm.Program(
@@ -41,7 +44,7 @@ program = dm.Program(
         relax=relax,
         relax_pull=pull,
     ),
-    task=dm.BinaryAddition(min_bits=1, max_bits=bits, curriculum=curriculum),
+    task=dm.BinaryAddition(min_bits=1, max_bits=bits, curriculum=curriculum, bucket=bucket),
     optimizer=optax.chain(
         optax.clip_by_global_norm(1.0),
         dm.gradient_noise(noise),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import difmachine as dm
+import difmachine.training as train_mod
 from difmachine.cli import app
 from difmachine.neural_gpu import (
     cgru,
@@ -210,6 +211,22 @@ def test_training_batches_mix_lengths_favouring_short_ones_with_a_curriculum():
     assert np.array_equal(batch.mask, batch.loss_mask)
     with pytest.raises(ValueError, match="curriculum"):
         dm.BinaryAddition(curriculum=-1)
+
+
+def test_bucketed_batches_hold_one_length_and_evaluation_stays_mixed():
+    task = dm.BinaryAddition(min_bits=1, max_bits=8, curriculum=1.0, bucket=True)
+    shapes = set()
+    for step in range(40):
+        batch = task.sample(np.random.default_rng(step), 8)
+        ks = (batch.mask.sum(1) - 1) / 2
+        assert len(set(ks)) == 1 and batch.inputs.shape[1] == 2 * ks[0] + 1  # no padding
+        shapes.add(batch.inputs.shape[1])
+    assert len(shapes) > 3  # the curriculum still draws many lengths, one per batch
+    evaluated = [b for b, _ in train_mod.eval_batches(task, 64, seed=0, batch_size=64)]
+    ks = (evaluated[0].mask.sum(1) - 1) / 2
+    assert len(set(ks)) > 3 and evaluated[0].inputs.shape[1] == 17  # mixed, as without buckets
+    fixed = task.sample(np.random.default_rng(0), 4, length=5)
+    assert fixed.inputs.shape[1] == 11 and fixed.mask.all()
 
 
 # -- a program end to end -----------------------------------------------------------------------

@@ -264,3 +264,24 @@ def test_cli_trains_and_evaluates_a_stochastic_machine(tmp_path):
     for flag in ([], ["--sample"]):
         result = runner.invoke(app, ["eval", str(out), "--samples", "4", "--length", "2", *flag])
         assert result.exit_code == 0, result.output
+
+
+def test_a_sweep_of_a_stochastic_machine_runs_its_seeds_as_processes(tmp_path, monkeypatch):
+    """The vmapped sweep step draws no sampling keys: a sampling machine would silently train on
+    its most likely actions, so each seed becomes a `difmachine run` (which draws them)."""
+    import io
+
+    from rich.console import Console
+
+    import difmachine.sweep as sweep_mod
+
+    calls = []
+    monkeypatch.setattr(
+        sweep_mod, "_run_processes", lambda *a, **k: calls.append(a[3]) or False
+    )
+    program = tmp_path / "choose.py"
+    program.write_text(textwrap.dedent(PROGRAM))
+    out = io.StringIO()
+    result = sweep_mod.sweep(program, [0, 1], tmp_path / "sw", console=Console(file=out))
+    assert result["mode"] == "processes" and len(calls) == 1
+    assert "samples" in out.getvalue() and not (tmp_path / "sw" / "seed_0").exists()
