@@ -276,9 +276,7 @@ def test_a_sweep_of_a_stochastic_machine_runs_its_seeds_as_processes(tmp_path, m
     import difmachine.sweep as sweep_mod
 
     calls = []
-    monkeypatch.setattr(
-        sweep_mod, "_run_processes", lambda *a, **k: calls.append(a[3]) or False
-    )
+    monkeypatch.setattr(sweep_mod, "_run_processes", lambda *a, **k: calls.append(a[3]) or False)
     program = tmp_path / "choose.py"
     program.write_text(textwrap.dedent(PROGRAM))
     out = io.StringIO()

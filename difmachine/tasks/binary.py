@@ -155,7 +155,9 @@ class AbstractBinaryTask(AbstractTask):
             return None
         from ..training import eval_batches
 
-        return eval_batches(dataclasses.replace(self, bucket=False), samples, seed, None, batch_size)
+        return eval_batches(
+            dataclasses.replace(self, bucket=False), samples, seed, None, batch_size
+        )
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
