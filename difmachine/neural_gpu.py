@@ -35,10 +35,14 @@ Training techniques of the paper, as options of :class:`NeuralGPU`:
   optimizer (``programs/neural_gpu_add.py``).
 - Curriculum over lengths is a task matter: the binary tasks' ``curriculum`` option
   (:mod:`difmachine.tasks.binary`).
-- Dropout on the recurrence is **not** implemented: the machine-kind protocol hands
-  ``__call__`` no random key (nothing per example or per step), and a dropout mask drawn from a
-  fixed key would be the same mask at every step of every batch. It waits for the per-example,
-  per-step keys of stochastic devices (#17).
+- ``dropout`` (default 0, off): dropout on the recurrence, applied to each CGRU's candidate
+  ``tanh(U * (r . s) + B)`` before the update mixes it in (Semeniuta et al. 2016, "Recurrent
+  dropout without memory loss": a dropped unit keeps its old value ``u . s`` instead of being
+  erased, which matters over the thousands of steps of a long evaluation). Each example, step
+  and layer draws its own mask from the training step's key (a machine with ``dropout > 0`` is
+  :meth:`stochastic <difmachine.protocol.AbstractCompiledMachine.stochastic>`: training hands
+  it a key per example, derived from the run's seed and step, so a resumed run drops the same
+  units); evaluation passes no key and drops nothing. The paper's code drops 15%.
 
 Traces: the component ``grid`` records, per step, the grid's mean over channels ``[w, n]``;
 ``difmachine trace`` draws each row of the grid as positions against steps, so the carry of an
@@ -125,6 +129,7 @@ def cgru(
     sigmoid_cutoff: float = 1.2,
     tanh_cutoff: float = 1.0,
     convolve=conv,
+    keep: jax.Array | None = None,
 ):
     """One convolutional gated recurrent unit (Kaiser & Sutskever 2015, equation 1)::
 
@@ -135,13 +140,17 @@ def cgru(
     ``*`` is the convolution ``convolve`` (:func:`conv`, or :func:`conv_matmul`), ``.``
     elementwise, ``sat`` :func:`saturating_sigmoid` (``tanh`` is :func:`saturating_tanh` with
     ``tanh_cutoff``). ``params``: ``U_u, B_u`` (U', B'), ``U_r, B_r`` (U'', B''), ``U, B``.
-    Both gates read ``s``: they are one convolution with ``2 m`` output channels."""
+    Both gates read ``s``: they are one convolution with ``2 m`` output channels. ``keep``
+    (optional, shaped like ``s``): the candidate's dropout mask, already scaled (``0`` or
+    ``1 / (1 - p)``)."""
     m = s.shape[-1]
     kernel = jnp.concatenate([params["U_u"], params["U_r"]], axis=-1)
     gates = convolve(s, kernel, jnp.concatenate([params["B_u"], params["B_r"]]))
     u = saturating_sigmoid(gates[..., :m], sigmoid_cutoff)
     r = saturating_sigmoid(gates[..., m:], sigmoid_cutoff)
     c = saturating_tanh(convolve(r * s, params["U"], params["B"]), tanh_cutoff)
+    if keep is not None:
+        c = c * keep
     return u * s + (1.0 - u) * c
 
 
@@ -187,7 +196,7 @@ class NeuralGPU(AbstractMachine):
     """A Neural GPU: a grid of ``width`` rows x input length x ``channels``, ``layers`` CGRUs per
     step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is
     long. See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``,
-    ``relax``, ``relax_pull``). The paper's sizes: ``width=4, channels=24, layers=2,
+    ``relax``, ``relax_pull``, ``dropout``). The paper's sizes: ``width=4, channels=24, layers=2,
     kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`: the patches times
     the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
     ``lax.conv_general_dilated``); the same function, a different speed."""
@@ -201,6 +210,7 @@ class NeuralGPU(AbstractMachine):
     relax: int = eqx.field(static=True, default=1)
     relax_pull: float = eqx.field(static=True, default=1e-3)
     convolution: str = eqx.field(static=True, default="matmul")
+    dropout: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         for name in ("width", "channels", "layers", "relax"):
@@ -223,6 +233,9 @@ class NeuralGPU(AbstractMachine):
                 f"NeuralGPU convolution must be one of {sorted(CONVOLUTIONS)}, "
                 f"got {self.convolution!r}"
             )
+        d = self.dropout
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
+            raise ValueError(f"NeuralGPU dropout must be a number in [0, 1), got {d!r}")
         if not isinstance(self.relax_pull, (int, float)) or self.relax_pull < 0:
             raise ValueError(
                 f"NeuralGPU relax_pull must be a non-negative number, got {self.relax_pull!r}"
@@ -269,9 +282,10 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
     remat: bool = eqx.field(static=True)
     params: dict
 
-    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, probes=None):
+    def __call__(self, xs, mask=None, *, trace: bool = False, context=None, probes=None, key=None):
         """Run one example: ``xs[n, input_size]`` (one-hot symbols), ``mask[n]`` (1 = real
-        position; the real positions come first). Returns ``(ys[n, output_size], aux)``: the
+        position; the real positions come first); ``key``: the example's dropout key in training
+        (``None``: no dropout). Returns ``(ys[n, output_size], aux)``: the
         logits read from the final grid's first row; ``aux["trace"]["grid"]["grid"]`` is
         ``[n, width, n]`` (the grid's mean over channels after each step) when ``trace``,
         ``aux["losses"]`` the relaxation pull when ``relax > 1``."""
@@ -286,12 +300,22 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         embedded = (xs.astype(jnp.float32) @ p["embed"]) * mask[:, None]
         s0 = jnp.zeros((spec.width, n, spec.channels), jnp.float32).at[0].set(embedded)
 
+        dropping = key is not None and spec.dropout > 0
+
         def body(s, i):
             copy = jax.tree.map(lambda a: a[i % spec.relax], p["cgru"])
             new = s
             for layer in range(spec.layers):
                 params = jax.tree.map(lambda a, layer=layer: a[layer], copy)
-                new = cgru(params, new, spec.sigmoid_cutoff, spec.tanh_cutoff, convolve) * columns
+                keep = None
+                if dropping:  # a mask per step and layer
+                    k = jax.random.fold_in(jax.random.fold_in(key, i), layer)
+                    kept = jax.random.bernoulli(k, 1.0 - spec.dropout, s.shape)
+                    keep = kept.astype(jnp.float32) / (1.0 - spec.dropout)
+                new = (
+                    cgru(params, new, spec.sigmoid_cutoff, spec.tanh_cutoff, convolve, keep)
+                    * columns
+                )
             s = jnp.where(i < length, new, s)  # an example of length L takes L steps
             return s, (jnp.mean(s, axis=-1) if trace else None)
 
@@ -314,6 +338,9 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
     def components(self) -> list[Component]:
         return [Component(GRID, self.spec)]
 
+    def stochastic(self) -> bool:
+        return self.spec.dropout > 0  # training then hands it a key per example
+
     def summary(self):
         s = self.spec
         rows = [
@@ -322,6 +349,10 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
             ["CGRUs per step", f"{s.layers}, kernel {s.kernel[0]}x{s.kernel[1]}"],
             ["gates", f"saturating sigmoid, cutoff {s.sigmoid_cutoff}"],
             ["candidate", f"tanh, cutoff {s.tanh_cutoff}"],
+            [
+                "dropout",
+                f"{s.dropout:g} of the candidate, in training" if s.dropout else "none",
+            ],
             [
                 "parameter copies",
                 f"{s.relax} (step i uses copy i mod {s.relax}, pull {s.relax_pull})"

@@ -1,8 +1,10 @@
 """The Neural GPU machine kind and the binary tasks (lean: small grids, few examples)."""
 
+import dataclasses
 import json
 import textwrap
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,9 +142,23 @@ def test_trace_is_the_grid_per_step_and_generate_is_a_clear_error(model, batch):
         model.generate(batch.inputs[0, 0], 3, lambda y: y)
 
 
+def test_dropout_draws_a_mask_per_key_and_evaluation_drops_nothing(model, batch):
+    dropping = eqx.tree_at(lambda m: m.spec, model, dataclasses.replace(SPEC, dropout=0.5))
+    assert dropping.stochastic() and not model.stochastic()
+    x, m = batch.inputs[0], batch.mask[0]
+    plain = model(x, m)[0]
+    np.testing.assert_allclose(dropping(x, m)[0], plain, atol=1e-6)  # no key: no dropout
+    a, b = (dropping(x, m, key=jax.random.PRNGKey(k))[0] for k in (1, 2))
+    np.testing.assert_array_equal(a, dropping(x, m, key=jax.random.PRNGKey(1))[0])
+    assert not np.allclose(a, b) and not np.allclose(a, plain)
+    grads = jax.grad(lambda mdl: jnp.sum(mdl(x, m, key=jax.random.PRNGKey(1))[0]))(dropping)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
+        ({"dropout": 1.0}, "dropout"),
         ({"kernel": 2}, "odd"),
         ({"width": 0}, "width"),
         ({"sigmoid_cutoff": 0.5}, "sigmoid_cutoff"),
@@ -237,7 +253,9 @@ PROGRAM = textwrap.dedent(
     import difmachine as dm
 
     program = dm.Program(
-        machine=dm.NeuralGPU(width=2, channels=dm.param("channels", 4), layers=1, relax=2),
+        machine=dm.NeuralGPU(
+            width=2, channels=dm.param("channels", 4), layers=1, relax=2, dropout=0.1
+        ),
         task=dm.BinaryAddition(min_bits=1, max_bits=3, curriculum=1.0),
         optimizer=optax.chain(dm.gradient_noise(1e-3), optax.adam(1e-2)),
         batch_size=4, steps=5, eval_every=5, eval_samples=8, checkpoint_every=5, log_every=5,
