@@ -245,6 +245,24 @@ def test_bucketed_batches_hold_one_length_and_evaluation_stays_mixed():
     assert fixed.inputs.shape[1] == 11 and fixed.mask.all()
 
 
+@settings(max_examples=5, deadline=None)
+@given(k=st.integers(1, 12), seed=st.integers(0, 10**6))
+def test_answer_after_reads_the_input_then_scores_the_answer(k, seed):
+    plain = dm.BinaryAddition(max_bits=12).sample(np.random.default_rng(seed), 2, length=k)
+    after = dm.BinaryAddition(max_bits=12, answer_after=True)
+    batch = after.sample(np.random.default_rng(seed), 2, length=k)
+    n = 2 * k + 1
+    assert batch.inputs.shape[1] == 2 * n and batch.mask.all()
+    np.testing.assert_array_equal(batch.inputs[:, :n], plain.inputs)
+    assert not batch.inputs[:, n:].any()  # blanks while answering
+    np.testing.assert_array_equal(batch.targets[:, n:], plain.targets)
+    np.testing.assert_array_equal(batch.loss_mask, np.repeat([[0.0] * n + [1.0] * n], 2, 0))
+    mixed = after.sample(np.random.default_rng(seed), 16)  # real steps first, scored after input
+    lengths = mixed.mask.sum(1)
+    assert np.all(mixed.loss_mask.sum(1) == lengths / 2)
+    assert all(mixed.mask[b, : int(lengths[b])].all() for b in range(16))
+
+
 # -- a program end to end -----------------------------------------------------------------------
 
 PROGRAM = textwrap.dedent(

@@ -31,6 +31,11 @@ channel from training back to the sampler (a batch depends only on its seed and 
 resumed run replays exactly), so this is the stateless stand-in: many short examples to learn
 the local rule from, some long ones to keep it honest.
 
+``answer_after = True`` is the layout for machines that read one symbol per step (an LSTM, an
+NTM): the ``n`` input symbols, then ``n`` blank steps in which the output is written and scored
+(the input positions are not scored). The Neural GPU, which sees the whole input at once, takes
+the plain layout.
+
 ``bucket = True`` draws one ``k`` per training batch (by the same curriculum) and pads the batch
 only to ``size(k)``, as the paper's code does (its batches each hold one length). Each length
 compiles the train step once (``max_bits - min_bits + 1`` compiles, a few seconds each), and a
@@ -82,6 +87,7 @@ class AbstractBinaryTask(AbstractTask):
     max_bits: int = eqx.field(static=True, default=20)
     curriculum: float = eqx.field(static=True, default=0.0)
     bucket: bool = eqx.field(static=True, default=False)
+    answer_after: bool = eqx.field(static=True, default=False)
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
@@ -92,8 +98,11 @@ class AbstractBinaryTask(AbstractTask):
         c = self.curriculum
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
-        if not isinstance(self.bucket, bool):
-            raise ValueError(f"{name} bucket must be true or false, got {self.bucket!r}")
+        for flag in ("bucket", "answer_after"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"{name} {flag} must be true or false, got {getattr(self, flag)!r}"
+                )
 
     @staticmethod
     @abc.abstractmethod
@@ -134,19 +143,26 @@ class AbstractBinaryTask(AbstractTask):
         else:
             ks = self.draw_bits(rng, batch_size)
             n = self.size(int(ks.max()) if self.bucket else self.max_bits)
+        n = 2 * n if self.answer_after else n
         inputs = np.zeros((batch_size, n, self.input_size), np.float32)
         targets = np.zeros((batch_size, n, self.output_size), np.float32)
         mask = np.zeros((batch_size, n), np.float32)
+        loss_mask = np.zeros((batch_size, n), np.float32)
         for b, k in enumerate(ks):
             symbols, classes = self.example(rng, int(k))
             L = len(symbols)
+            first = 0
+            if self.answer_after:  # read the whole input, then answer in as many steps
+                symbols, classes, first = symbols + [-1] * L, [BLANK] * L + classes, L
+                L = 2 * L
             idx = np.arange(L)
             symbols = np.asarray(symbols)
             real = symbols >= 0
             inputs[b, idx[real], symbols[real]] = 1.0
             targets[b, idx, np.asarray(classes)] = 1.0
             mask[b, :L] = 1.0
-        return Batch(inputs, targets, mask, mask.copy())
+            loss_mask[b, first:L] = 1.0
+        return Batch(inputs, targets, mask, loss_mask)
 
     def evaluation_batches(self, samples, batch_size, seed, length=None):
         """With ``bucket``, the training mix is evaluated mixed (every example its own length,
