@@ -6,7 +6,8 @@ neural_programmer (Neural Programmer accuracy, success over seeds and wall time)
 memory_scaling (dense NTMMemory vs SparseMemory step time and peak memory, 1K-1M slots),
 families (throughput and time to solve of one program per machine family), flags (XLA CPU flags
 and malloc tunables, one process per setting), halting (ACT against PonderNet on parity, over
-seeds, with extrapolation), dnc_scaling (DNCMemory step time against slots).
+seeds, with extrapolation), dnc_scaling (DNCMemory step time against slots), neural_gpu_scaling
+(Neural GPU step time and peak memory against input length).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import importlib
 import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
-              "families", "flags", "halting", "dnc_scaling", "sweep_throughput")  # fmt: skip
+              "families", "flags", "halting", "dnc_scaling", "sweep_throughput",
+              "neural_gpu_scaling")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
