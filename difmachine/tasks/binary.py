@@ -37,7 +37,8 @@ NTM): the ``n`` input symbols, then ``n`` blank steps in which the output is wri
 the plain layout.
 
 ``bucket = True`` draws one ``k`` per training batch (by the same curriculum) and pads the batch
-only to ``size(k)``, as the paper's code does (its batches each hold one length). Each length
+only to ``size(k)``, as the paper's code does (its batches each hold one length); evaluation
+(``length=None``) then draws every example's ``k`` uniformly, mixed in a batch. Each length
 compiles the train step once (``max_bits - min_bits + 1`` compiles, a few seconds each), and a
 batch of short numbers then costs what it is: a Neural GPU step is quadratic in the length, so
 at 1-20 bits with ``curriculum = 1`` a step costs on average about a sixth of a padded one.
@@ -166,14 +167,14 @@ class AbstractBinaryTask(AbstractTask):
 
     def evaluation_batches(self, samples, batch_size, seed, length=None):
         """With ``bucket``, the training mix is evaluated mixed (every example its own length,
-        as without buckets): a few one-length batches would make a noisy score."""
+        as without buckets: a few one-length batches would make a noisy score) and uniform over
+        ``min_bits..max_bits`` (the curriculum's favouring of short numbers would flatter it)."""
         if not self.bucket or length is not None:
             return None
         from ..training import eval_batches
 
-        return eval_batches(
-            dataclasses.replace(self, bucket=False), samples, seed, None, batch_size
-        )
+        mixed = dataclasses.replace(self, bucket=False, curriculum=0.0)
+        return eval_batches(mixed, samples, seed, None, batch_size)
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
