@@ -44,9 +44,12 @@ Training techniques of the paper, as options of :class:`NeuralGPU`:
   it a key per example, derived from the run's seed and step, so a resumed run drops the same
   units); evaluation passes no key and drops nothing. The paper's code drops 15%.
 
-Traces: the component ``grid`` records, per step, the grid's mean over channels ``[w, n]``;
-``difmachine trace`` draws each row of the grid as positions against steps, so the carry of an
-addition can be seen moving along the first row.
+Traces: the component ``grid`` records, per step, the grid's mean over channels ``[w, n]``, and
+the answer read from the grid as it stands after that step (the readout applied to the first
+row: ``softmax(O s_i[0, t] + b)``, ``[classes, n]``); ``difmachine trace`` draws each grid row
+and each output class as positions against steps. The answer panels show the result forming:
+for an addition, a carry is a bit of ``P(1)`` flipping along a run of ones, one position per
+step or two.
 """
 
 from __future__ import annotations
@@ -265,7 +268,8 @@ class NeuralGPU(AbstractMachine):
         return {
             "grid": TraceField(
                 "heatmap", "grid row {head} (mean over channels)", axis="position", signed=True
-            )
+            ),
+            "answer": TraceField("heatmap", "answer so far, P(class {head})", axis="position"),
         }
 
 
@@ -287,7 +291,8 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         position; the real positions come first); ``key``: the example's dropout key in training
         (``None``: no dropout). Returns ``(ys[n, output_size], aux)``: the
         logits read from the final grid's first row; ``aux["trace"]["grid"]["grid"]`` is
-        ``[n, width, n]`` (the grid's mean over channels after each step) when ``trace``,
+        ``[n, width, n]`` (the grid's mean over channels after each step) and ``["answer"]``
+        ``[n, output_size, n]`` (the readout's probabilities after each step) when ``trace``,
         ``aux["losses"]`` the relaxation pull when ``relax > 1``."""
         if probes is not None:
             raise DifmachineError("the Neural GPU takes plain autodiff; it has no probes")
@@ -317,16 +322,22 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
                     * columns
                 )
             s = jnp.where(i < length, new, s)  # an example of length L takes L steps
-            return s, (jnp.mean(s, axis=-1) if trace else None)
+            if not trace:
+                return s, None
+            answer = jax.nn.softmax(s[0] @ p["W_o"] + p["b_o"][None, :], axis=-1)
+            return s, (jnp.mean(s, axis=-1), answer.T)
 
         if self.remat:
             body = jax.checkpoint(body)
-        final, grids = jax.lax.scan(body, s0, jnp.arange(n))
+        final, recorded = jax.lax.scan(body, s0, jnp.arange(n))
         ys = final[0] @ p["W_o"] + p["b_o"][None, :]
         losses = {}
         if spec.relax > 1:
             losses["relaxation"] = spec.relax_pull * relaxation_penalty(p["cgru"])
-        aux = {"trace": {GRID: {"grid": grids}} if trace else {}, "losses": losses, "stats": {}}
+        if trace:
+            grids, answers = recorded
+            recorded = {GRID: {"grid": grids, "answer": answers}}
+        aux = {"trace": recorded if trace else {}, "losses": losses, "stats": {}}
         return ys, aux
 
     def generate(self, first, steps, feedback, stop=None, *, trace=False, context=None):

@@ -138,6 +138,12 @@ def test_trace_is_the_grid_per_step_and_generate_is_a_clear_error(model, batch):
     _, aux = model(batch.inputs[0], batch.mask[0], trace=True)
     n = batch.inputs.shape[1]
     assert aux["trace"]["grid"]["grid"].shape == (n, SPEC.width, n)
+    answer = aux["trace"]["grid"]["answer"]  # the readout after each step; the last is the output
+    assert answer.shape == (n, TASK.output_size, n)
+    np.testing.assert_allclose(answer.sum(1), 1.0, atol=1e-5)
+    ys, _ = model(batch.inputs[0], batch.mask[0])
+    L = int(batch.mask[0].sum())
+    np.testing.assert_allclose(answer[-1].T[:L], jax.nn.softmax(ys[:L]), atol=1e-5)
     with pytest.raises(dm.DifmachineError, match="whole input at once"):
         model.generate(batch.inputs[0, 0], 3, lambda y: y)
 
