@@ -517,6 +517,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                 "the machine samples (a stochastic device or dropout) and the vmapped step "
                 "draws no per-seed keys"
             )
+        if task.curriculum_start() is not None:
+            raise _NoVmap("the task's adaptive curriculum keeps a level per run")
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         if (dirs[i] / CHECKPOINT).exists():
             (model, opt_state), header = checkpoint.load(

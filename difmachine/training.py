@@ -300,6 +300,24 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "refused")
 
 
+def _advance(task, curriculum: dict, fetched: list, main: str, step: int, progress):
+    """Add fetched training metrics to the curriculum's window; once it holds
+    ``task.curriculum_window`` steps, ask the task for the next level. Returns the sampler of
+    the (maybe new) level."""
+    window = curriculum["window"]
+    window[0] += sum(float(m[main]) for m in fetched)
+    window[1] += len(fetched)
+    if window[1] >= task.curriculum_window:
+        level = task.next_level(curriculum["level"], window[0] / window[1])
+        if level != curriculum["level"]:
+            progress.console.print(
+                f"step {step:>6}  curriculum: level {level} (training {main} "
+                f"{window[0] / window[1]:.3g} at level {curriculum['level']})"
+            )
+        curriculum["level"], curriculum["window"] = level, [0.0, 0]
+    return task.at_level(curriculum["level"])
+
+
 def train(
     program: Program,
     run_dir: str | Path,
@@ -420,6 +438,9 @@ def _train(
     model = build(program)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     start, best, best_step, last_saved = 0, None, None, None
+    # an adaptive curriculum's state: the level and the window's (sum of main metric, steps)
+    level = task.curriculum_start()
+    curriculum = None if level is None else {"level": level, "window": [0.0, 0]}
     if resume:
         program.check_checkpoint(checkpoint.read_header(ckpt_path), ckpt_path)
         (model, opt_state), header = checkpoint.load(
@@ -427,6 +448,7 @@ def _train(
         )
         start = last_saved = header["step"]
         console.print(f"resuming {ckpt_path} at step {start}")
+        curriculum = header.get("curriculum", curriculum)
         if best_path.exists():
             best_header = checkpoint.read_header(best_path)
             best = best_header.get("eval", {}).get(task.main_metric)
@@ -473,6 +495,13 @@ def _train(
             "time": time.time(),
             **extra,
         }
+        if curriculum is not None:  # with the steps not yet fetched, so a resume is exact
+            done = jax.device_get(pending)
+            window = curriculum["window"]
+            header["curriculum"] = {
+                "level": curriculum["level"],
+                "window": [window[0] + sum(float(m[main]) for m in done), window[1] + len(done)],
+            }
         state = (model, opt_state) if parallel is None else parallel.gather((model, opt_state))
         if not bool(_all_finite(state)):  # refused steps keep finite parameters: a bug if here
             raise DifmachineError(
@@ -490,6 +519,8 @@ def _train(
     eval_step = make_eval_step(task)
     main = task.main_metric
     step, refused, streak, last, solved = start, 0, 0, {}, False
+    sampler = task if curriculum is None else task.at_level(curriculum["level"])
+    pending: list = []
     # refused steps in a row that stop the run: max_refused, fewer in a short run (not < 5)
     stuck = min(max_refused, max(5, (program.steps - start) // 2))
     stop_signal = None
@@ -516,9 +547,9 @@ def _train(
             bar = progress.add_task(
                 name, total=program.steps, completed=start, stats="compiling..."
             )
-            window_start, window_steps, pending = time.perf_counter(), 0, []
+            window_start, window_steps = time.perf_counter(), 0
             while step < program.steps:
-                batch = task.sample(batch_rng(program.seed, step), program.batch_size)
+                batch = sampler.sample(batch_rng(program.seed, step), program.batch_size)
                 if place_batch is not None:
                     batch = place_batch(batch)
                 if stochastic:  # the step's sampling key: a function of (seed, step) only
@@ -535,6 +566,11 @@ def _train(
                     pending = []
                     for m in fetched:
                         streak = streak + 1 if m["refused"] else 0
+                    if curriculum is not None:
+                        sampler = _advance(task, curriculum, fetched, main, step, progress)
+                        last_level = {"level": curriculum["level"]}
+                    else:
+                        last_level = {}
                     refused += int(sum(m["refused"] for m in fetched))
                     last = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
                     now = time.perf_counter()
@@ -546,7 +582,9 @@ def _train(
                     if refused:
                         stats += f"  [red]refused {refused}[/red]"
                     progress.update(bar, completed=step, stats=stats)
-                    record({"step": step, "time": time.time(), "seq_per_s": rate, **last})
+                    record(
+                        {"step": step, "time": time.time(), "seq_per_s": rate, **last, **last_level}
+                    )
                     if streak >= stuck or (step == program.steps and streak == step - start):
                         save(step)  # the last good parameters: refused steps changed nothing
                         raise DifmachineError(

@@ -17,6 +17,8 @@ The paper's training techniques, each a knob (``--set name=value``):
   symbols at step 8,500 drifted back to 75% by step 30,000);
 - ``curriculum``: numbers of k bits drawn with probability proportional to k^-curriculum
   (0 = uniform), a stateless stand-in for the paper's growing lengths;
+- ``adaptive``: the paper's adaptive curriculum instead (0.15 in the paper): start at 2 bits,
+  add a bit whenever fewer than that fraction of training sequences are wrong over 200 steps;
 - ``bucket``: one length per batch, padded only to it (the paper's buckets): a batch of short
   numbers costs what it is; each length compiles once.
 - ``dropout``: dropout on the recurrence (on each CGRU's candidate; the paper's code drops 15%);
@@ -37,6 +39,7 @@ pull = dm.param("pull", 1e-3)
 noise = dm.param("noise", 1e-4)
 curriculum = dm.param("curriculum", 2.0)
 bucket = dm.param("bucket", True)
+adaptive = dm.param("adaptive", 0.0)
 lr = dm.param("lr", 3e-3)
 steps = dm.param("steps", 20_000)
 decay = dm.param("decay", True)
@@ -53,7 +56,9 @@ program = dm.Program(
         relax_pull=pull,
         dropout=dropout,
     ),
-    task=dm.BinaryAddition(min_bits=1, max_bits=bits, curriculum=curriculum, bucket=bucket),
+    task=dm.BinaryAddition(
+        min_bits=1, max_bits=bits, curriculum=curriculum, bucket=bucket, adaptive=adaptive
+    ),
     optimizer=optax.chain(
         optax.clip_by_global_norm(1.0),
         dm.gradient_noise(noise),

@@ -6,11 +6,13 @@ of up to 20 bits, least significant bit first, separated by ``*``; the output, a
 positions, is their product's bits then blanks.
 """
 
-from neural_gpu_add import bits, bucket, curriculum
+from neural_gpu_add import adaptive, bits, bucket, curriculum
 from neural_gpu_add import program as addition  # a module beside the program: the run copies it
 
 import difmachine as dm
 
 program = addition.replace(
-    task=dm.BinaryMultiplication(min_bits=1, max_bits=bits, curriculum=curriculum, bucket=bucket)
+    task=dm.BinaryMultiplication(
+        min_bits=1, max_bits=bits, curriculum=curriculum, bucket=bucket, adaptive=adaptive
+    )
 )

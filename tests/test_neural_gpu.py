@@ -314,3 +314,59 @@ def test_a_program_trains_evaluates_and_traces_through_the_cli(tmp_path):
     assert "grid row 0" in traced.output and "grid row 1" in traced.output
     other = runner.invoke(app, ["eval", str(run_dir), "--set", "channels=5"])
     assert other.exit_code == 2 and "another machine" in other.output
+
+
+# -- the adaptive curriculum --------------------------------------------------------------------
+
+ADAPTIVE = textwrap.dedent(
+    """
+    import optax
+    import difmachine as dm
+
+    program = dm.Program(
+        machine=dm.NeuralGPU(width=2, channels=4, layers=1),
+        task=dm.BinaryCopy(min_bits=1, max_bits=6, adaptive=0.999),
+        optimizer=optax.adam(1e-2),
+        batch_size=4, steps=dm.param("steps", 14), eval_every=100, eval_samples=4,
+        checkpoint_every=100, log_every=2,
+    )
+    """
+)
+
+
+def test_the_adaptive_curriculum_moves_up_is_logged_and_resumes_exactly(tmp_path, monkeypatch):
+    from difmachine import checkpoint
+
+    def read_metrics(path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    monkeypatch.setattr(dm.BinaryCopy, "curriculum_window", 4)
+    task = dm.BinaryCopy(min_bits=1, max_bits=6, adaptive=0.15)
+    assert task.curriculum_start() == 2 and task.next_level(2, 0.1) == 3
+    assert task.next_level(2, 0.2) == 2 and task.next_level(6, 0.0) == 6
+    at3 = task.at_level(3).sample(np.random.default_rng(0), 256)
+    assert set(at3.mask.sum(1)) == {1.0, 2.0, 3.0}  # never beyond the level
+    assert np.mean(at3.mask.sum(1) == 3) > 0.4  # the longest favoured (uniform: 1/3)
+
+    source = tmp_path / "adaptive.py"
+    source.write_text(ADAPTIVE)
+    runner = CliRunner()
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert runner.invoke(app, ["run", str(source), "--out", str(whole)]).exit_code == 0
+    rows = [r for r in read_metrics(whole / "metrics.jsonl") if "loss" in r]
+    levels = {r["step"]: r["level"] for r in rows}
+    assert levels[2] == 2 and levels[4] == 3 and levels[8] == 4 and levels[14] == 5
+    # stopped at step 9 (mid-window, a step not yet fetched), then resumed: the same run
+    first = runner.invoke(app, ["run", str(source), "--out", str(split), "--set", "steps=9"])
+    assert first.exit_code == 0, first.output
+    header = checkpoint.read_header(split / "checkpoint.eqx")
+    assert header["curriculum"]["level"] == 4 and header["curriculum"]["window"][1] == 1
+    again = runner.invoke(
+        app, ["run", str(source), "--out", str(split), "--set", "steps=14", "--resume"]
+    )
+    assert again.exit_code == 0, again.output
+    resumed = {r["step"]: r for r in read_metrics(split / "metrics.jsonl") if "loss" in r}
+    for r in rows:  # (the row at step 10 averages steps 9-10 in one run, only 10 in the other)
+        assert resumed[r["step"]]["level"] == r["level"]
+        if r["step"] != 10:
+            np.testing.assert_allclose(resumed[r["step"]]["loss"], r["loss"], rtol=1e-5)

@@ -80,6 +80,27 @@ class AbstractTask(eqx.Module):
             "--split are for tasks built from data (BitSequences, TokenPairs)"
         )
 
+    # -- an adaptive curriculum (optional): training moves up a level when it masters one --
+
+    #: training steps whose mean main metric decides each curriculum move
+    curriculum_window: ClassVar[int] = 200
+
+    def curriculum_start(self) -> int | None:
+        """The first level of the task's adaptive curriculum, or ``None`` (the default): the task
+        has none, and every training batch comes from :meth:`sample`. With a level, training
+        draws its batches from :meth:`at_level` and, after every :attr:`curriculum_window`
+        steps, asks :meth:`next_level`; the level is saved in checkpoints, so a resumed run
+        continues at it (evaluation, ``eval`` and ``trace`` always use the task itself)."""
+        return None
+
+    def at_level(self, level: int) -> AbstractTask:
+        """The task whose :meth:`sample` draws the training batches at curriculum ``level``."""
+        return self
+
+    def next_level(self, level: int, score: float) -> int:
+        """The level after a window of training steps whose mean main metric was ``score``."""
+        return level
+
     def trace_example(self, rng: np.random.Generator, length: int | None = None) -> Batch:
         """A batch of one example for traces (a task with its own evaluation data shows one
         of those)."""

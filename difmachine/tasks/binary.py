@@ -31,6 +31,16 @@ channel from training back to the sampler (a batch depends only on its seed and 
 resumed run replays exactly), so this is the stateless stand-in: many short examples to learn
 the local rule from, some long ones to keep it honest.
 
+``adaptive = b > 0`` is the paper's curriculum instead (its ``curriculum_bound``, 0.15): training
+starts with numbers of at most ``min_bits + 1`` bits (the *level*) and, whenever the fraction of
+wrong training sequences over a window of 200 steps falls below ``b``, the level grows by one
+bit, up to ``max_bits``. At a level ``L``, ``k`` is uniform in ``[min_bits, L]``, and 60% of the
+time the larger of two such draws (the paper's preference for the longest). The paper also draws
+25% of its batches at any length; those are left out here, so that every training batch counts
+towards the window's error rate. Training keeps the level in its checkpoints (a resumed run
+continues at it) and logs it in ``metrics.jsonl`` (column ``level``); evaluation uses every
+length.
+
 ``answer_after = True`` is the layout for machines that read one symbol per step (an LSTM, an
 NTM): the ``n`` input symbols, then ``n`` blank steps in which the output is written and scored
 (the input positions are not scored). The Neural GPU, which sees the whole input at once, takes
@@ -89,6 +99,8 @@ class AbstractBinaryTask(AbstractTask):
     curriculum: float = eqx.field(static=True, default=0.0)
     bucket: bool = eqx.field(static=True, default=False)
     answer_after: bool = eqx.field(static=True, default=False)
+    adaptive: float = eqx.field(static=True, default=0.0)
+    level: int | None = eqx.field(static=True, default=None)
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
@@ -99,6 +111,17 @@ class AbstractBinaryTask(AbstractTask):
         c = self.curriculum
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
+        a = self.adaptive
+        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 <= a < 1:
+            raise ValueError(
+                f"{name} adaptive must be an error rate in [0, 1) (0 = off, the paper's 0.15), "
+                f"got {a!r}"
+            )
+        if self.level is not None and not self.min_bits <= self.level <= self.max_bits:
+            raise ValueError(
+                f"{name} level must be within {self.min_bits}..{self.max_bits} bits, "
+                f"got {self.level!r}"
+            )
         for flag in ("bucket", "answer_after"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(
@@ -126,6 +149,13 @@ class AbstractBinaryTask(AbstractTask):
     def draw_bits(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """Bits per operand for each example of a training batch (see ``curriculum``); with
         ``bucket`` one draw for the whole batch."""
+        size = 1 if self.bucket else batch_size
+        if self.level is not None:  # the paper's mix at a curriculum level: favour the longest
+            lo, hi = self.min_bits, self.level
+            ks = rng.integers(lo, hi + 1, size=size)
+            longer = rng.random(size) < 0.6
+            ks = np.where(longer, np.maximum(ks, rng.integers(lo, hi + 1, size=size)), ks)
+            return np.full(batch_size, ks[0]) if self.bucket else ks
         ks = np.arange(self.min_bits, self.max_bits + 1)
         p = ks.astype(np.float64) ** -float(self.curriculum)
         if self.bucket:
@@ -165,6 +195,15 @@ class AbstractBinaryTask(AbstractTask):
             loss_mask[b, first:L] = 1.0
         return Batch(inputs, targets, mask, loss_mask)
 
+    def curriculum_start(self):
+        return min(self.min_bits + 1, self.max_bits) if self.adaptive else None
+
+    def at_level(self, level):
+        return dataclasses.replace(self, level=int(level))
+
+    def next_level(self, level, score):
+        return level + 1 if score < self.adaptive and level < self.max_bits else level
+
     def evaluation_batches(self, samples, batch_size, seed, length=None):
         """With ``bucket``, the training mix is evaluated mixed (every example its own length,
         as without buckets: a few one-length batches would make a noisy score) and uniform over
@@ -173,7 +212,7 @@ class AbstractBinaryTask(AbstractTask):
             return None
         from ..training import eval_batches
 
-        mixed = dataclasses.replace(self, bucket=False, curriculum=0.0)
+        mixed = dataclasses.replace(self, bucket=False, curriculum=0.0, level=None)
         return eval_batches(mixed, samples, seed, None, batch_size)
 
     def loss(self, outputs, targets, loss_mask):
