@@ -370,3 +370,21 @@ def test_the_adaptive_curriculum_moves_up_is_logged_and_resumes_exactly(tmp_path
         assert resumed[r["step"]]["level"] == r["level"]
         if r["step"] != 10:
             np.testing.assert_allclose(resumed[r["step"]]["loss"], r["loss"], rtol=1e-5)
+
+
+def test_a_sweep_of_an_adaptive_curriculum_runs_its_seeds_as_processes(tmp_path, monkeypatch):
+    """The vmapped sweep samples from the task itself: it would skip the curriculum."""
+    import io
+
+    from rich.console import Console
+
+    import difmachine.sweep as sweep_mod
+
+    calls = []
+    monkeypatch.setattr(sweep_mod, "_run_processes", lambda *a, **k: calls.append(a) or False)
+    source = tmp_path / "adaptive.py"
+    source.write_text(ADAPTIVE)
+    out = io.StringIO()
+    result = sweep_mod.sweep(source, [0, 1], tmp_path / "sw", console=Console(file=out))
+    assert result["mode"] == "processes" and len(calls) == 1
+    assert "adaptive curriculum" in out.getvalue()
