@@ -210,10 +210,16 @@ class AbstractBinaryTask(AbstractTask):
         ``min_bits..max_bits`` (the curriculum's favouring of short numbers would flatter it)."""
         if not self.bucket or length is not None:
             return None
-        from ..training import eval_batches
-
         mixed = dataclasses.replace(self, bucket=False, curriculum=0.0, level=None)
-        return eval_batches(mixed, samples, seed, None, batch_size)
+
+        def batches():  # fresh data from the seed, kept apart from training's streams
+            done, i = 0, 0
+            while done < samples:
+                n = min(batch_size, samples - done)
+                yield mixed.sample(np.random.default_rng([seed, i, 7]), n), n
+                done, i = done + n, i + 1
+
+        return batches()
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
