@@ -509,6 +509,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
     group = [i for i, r in enumerate(records) if not r.done]
     if not group:
         return False
+    if task.curriculum_start() is not None:
+        raise _NoVmap("the task's adaptive curriculum keeps a level per run")
     params, opts, static = [], [], None
     for i in group:
         model = build(programs[i])
@@ -517,8 +519,6 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
                 "the machine samples (a stochastic device or dropout) and the vmapped step "
                 "draws no per-seed keys"
             )
-        if task.curriculum_start() is not None:
-            raise _NoVmap("the task's adaptive curriculum keeps a level per run")
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         if (dirs[i] / CHECKPOINT).exists():
             (model, opt_state), header = checkpoint.load(

@@ -250,15 +250,17 @@ def evaluate(
 
 def eval_batches(task, samples: int, seed: int, length=None, batch_size: int = 64):
     """``(batch, examples)`` pairs of an evaluation: the task's own evaluation data (a data
-    task's validation split, at most ``samples`` examples) or ``samples`` fresh sequences."""
+    task's validation split, at most ``samples`` examples) or ``samples`` fresh sequences (of
+    the task's :meth:`~difmachine.tasks.base.AbstractTask.evaluation_source` for the training mix)."""
     own = task.evaluation_batches(samples, batch_size, seed, length)
     if own is not None:
         yield from own
         return
+    source = task if length is not None else task.evaluation_source()
     done, i = 0, 0
     while done < samples:
         n = min(batch_size, samples - done)
-        yield task.sample(batch_rng(seed, i, EVAL_STREAM), n, length), n
+        yield source.sample(batch_rng(seed, i, EVAL_STREAM), n, length), n
         done, i = done + n, i + 1
 
 

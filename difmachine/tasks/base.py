@@ -66,6 +66,11 @@ class AbstractTask(eqx.Module):
         from :meth:`sample`."""
         return None
 
+    def evaluation_source(self) -> AbstractTask:
+        """The task whose :meth:`sample` draws the fresh batches that evaluate the training mix
+        (``length=None``): ``self`` (the default), or a variant whose mix scores more fairly."""
+        return self
+
     def evaluation_size(self) -> int | None:
         """How many examples :meth:`evaluation_batches` has in all (``None``: fresh samples)."""
         return None

@@ -204,22 +204,13 @@ class AbstractBinaryTask(AbstractTask):
     def next_level(self, level, score):
         return level + 1 if score < self.adaptive and level < self.max_bits else level
 
-    def evaluation_batches(self, samples, batch_size, seed, length=None):
+    def evaluation_source(self):
         """With ``bucket``, the training mix is evaluated mixed (every example its own length,
         as without buckets: a few one-length batches would make a noisy score) and uniform over
         ``min_bits..max_bits`` (the curriculum's favouring of short numbers would flatter it)."""
-        if not self.bucket or length is not None:
-            return None
-        mixed = dataclasses.replace(self, bucket=False, curriculum=0.0, level=None)
-
-        def batches():  # fresh data from the seed, kept apart from training's streams
-            done, i = 0, 0
-            while done < samples:
-                n = min(batch_size, samples - done)
-                yield mixed.sample(np.random.default_rng([seed, i, 7]), n), n
-                done, i = done + n, i + 1
-
-        return batches()
+        if not self.bucket:
+            return self
+        return dataclasses.replace(self, bucket=False, curriculum=0.0, level=None)
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
