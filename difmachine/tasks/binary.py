@@ -100,7 +100,7 @@ class AbstractBinaryTask(AbstractTask):
     bucket: bool = eqx.field(static=True, default=False)
     answer_after: bool = eqx.field(static=True, default=False)
     adaptive: float = eqx.field(static=True, default=0.0)
-    level: int | None = eqx.field(static=True, default=None)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
