@@ -14,7 +14,7 @@ import difmachine as dm
 program = dm.Program(
     machine=dm.Machine(
         controller=dm.LSTM(100),
-        devices=dm.DNCMemory(slots=32, width=20, read_heads=2),
+        devices=dm.DNCMemory(slots=dm.param("slots", 32), width=20, read_heads=2),
     ),
     task=dm.AssociativeRecall(bits=6, item_length=3, min_items=2, max_items=6),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3)),

@@ -16,7 +16,7 @@ import difmachine as dm
 program = dm.Program(
     machine=dm.Machine(
         controller=dm.LSTM(100),
-        devices=dm.DNCMemory(slots=32, width=20, read_heads=1),
+        devices=dm.DNCMemory(slots=dm.param("slots", 32), width=20, read_heads=1),
     ),
     task=dm.Copy(bits=8, min_length=1, max_length=20),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3)),

@@ -16,6 +16,6 @@ import difmachine as dm
 program = ntm.replace(
     machine=dm.Machine(
         controller=dm.LSTM(100),
-        devices=dm.DNCMemory(slots=32, width=20, read_heads=1),
+        devices=dm.DNCMemory(slots=dm.param("slots", 32), width=20, read_heads=1),
     ),
 )
