@@ -575,9 +575,11 @@ def save_png(example: Example, model, path, title: str = "") -> None:
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time step")
+    top = 1.0
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+        top -= 0.6 / fig.get_figheight()  # tight_layout ignores the suptitle: keep its 0.6 inch
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
