@@ -31,6 +31,7 @@ program = dm.Program(
         min_hops=1,
         max_hops=dm.param("max_hops", 4),
         plan=dm.param("plan", 2),
+        adaptive=dm.param("adaptive", 0.0),
     ),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
     batch_size=dm.param("batch_size", 16),

@@ -187,3 +187,31 @@ def test_a_graph_task_traces_and_checks_its_sizes(kind):
     if kind is dm.ShortestPath:  # 2 nodes, 2 edges each: both paths tie, no query to ask
         with pytest.raises(ValueError, match="no query to ask"):
             kind(min_nodes=2, max_nodes=2).sample(np.random.default_rng(0), 1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.integers(1, 4))
+def test_the_hop_curriculum_draws_walks_up_to_its_level_in_one_shape(seed, level):
+    """A curriculum level bounds the walks (and paths) drawn for training, mixing every length
+    from min_hops up to it, without changing the padded shape (no recompile per level)."""
+    for kind in (dm.GraphTraversal, dm.ShortestPath):
+        task = kind(min_nodes=4, max_nodes=6, adaptive=0.1)
+        batch = task.at_level(level).sample(np.random.default_rng(seed), 64)
+        hops = set(batch.loss_mask.sum(1).astype(int))
+        assert hops <= set(range(1, level + 1))
+        if kind is dm.GraphTraversal:  # walks of every allowed length turn up in 64 draws
+            assert hops == set(range(1, level + 1))
+        full = task.sample(np.random.default_rng(seed), 64)
+        assert batch.inputs.shape == full.inputs.shape
+
+
+def test_the_hop_curriculum_moves_up_below_its_threshold_and_checks_its_values():
+    task = dm.GraphTraversal(min_hops=1, max_hops=3, adaptive=0.1)
+    assert task.curriculum_start() == 1 and dm.GraphTraversal().curriculum_start() is None
+    assert task.next_level(1, 0.05) == 2 and task.next_level(1, 0.2) == 1
+    assert task.next_level(3, 0.0) == 3  # the last level is max_hops
+    assert "level" not in repr(task.at_level(2))  # training's state, not a setting
+    with pytest.raises(ValueError, match="adaptive must be an error rate"):
+        dm.GraphTraversal(adaptive=1.0)
+    with pytest.raises(ValueError, match="level must be within 1..3 hops"):
+        task.at_level(4)

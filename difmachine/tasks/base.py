@@ -206,3 +206,11 @@ def check_range(task: str, name: str, lo: int, hi: int, minimum: int = 1) -> Non
 
 def positive(task: str, name: str, value: int) -> None:
     check_count(task, name, value)
+
+
+def check_adaptive(task: str, value, hint: str = "") -> None:
+    """An adaptive curriculum's threshold: an error rate in ``[0, 1)``, 0 for none."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ValueError(
+            f"{task} adaptive must be an error rate in [0, 1) (0 = off{hint}), got {value!r}"
+        )

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import AbstractTask, Batch, check_range
+from .base import AbstractTask, Batch, check_adaptive, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 ZERO, ONE, PLUS, TIMES = 0, 1, 2, 3  # input channels; blank = all zero
@@ -111,12 +111,7 @@ class AbstractBinaryTask(AbstractTask):
         c = self.curriculum
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
-        a = self.adaptive
-        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 <= a < 1:
-            raise ValueError(
-                f"{name} adaptive must be an error rate in [0, 1) (0 = off, the paper's 0.15), "
-                f"got {a!r}"
-            )
+        check_adaptive(name, self.adaptive, ", the paper's 0.15")
         if self.level is not None and not self.min_bits <= self.level <= self.max_bits:
             raise ValueError(
                 f"{name} level must be within {self.min_bits}..{self.max_bits} bits, "

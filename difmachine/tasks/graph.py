@@ -15,6 +15,7 @@ to ``ids`` nodes has the same input width: evaluation can use graphs larger than
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections import deque
 from typing import ClassVar
 
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 
 from ..protocol import check_count
-from .base import AbstractTask, Batch, check_range, positive
+from .base import AbstractTask, Batch, check_adaptive, check_range, positive
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 EDGE, QUERY, PLAN, ANSWER = range(4)  # the phase channels, after the triple's channels
@@ -95,6 +96,8 @@ class _AbstractGraphTask(AbstractTask):
     min_hops: eqx.AbstractVar[int]
     max_hops: eqx.AbstractVar[int]
     plan: eqx.AbstractVar[int]
+    adaptive: eqx.AbstractVar[float]
+    level: eqx.AbstractVar[int | None]
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "nodes"
@@ -106,6 +109,12 @@ class _AbstractGraphTask(AbstractTask):
         positive(name, "degree", self.degree)
         positive(name, "edge_labels", self.edge_labels)
         check_count(name, "plan", self.plan, 0)
+        check_adaptive(name, self.adaptive, ", e.g. 0.1")
+        if self.level is not None and not self.min_hops <= self.level <= self.max_hops:
+            raise ValueError(
+                f"{name} level must be within {self.min_hops}..{self.max_hops} hops, "
+                f"got {self.level!r}"
+            )
         if self.degree > self.edge_labels:
             raise ValueError(
                 f"{name} degree={self.degree} exceeds edge_labels={self.edge_labels}: a node's "
@@ -125,6 +134,20 @@ class _AbstractGraphTask(AbstractTask):
     @abc.abstractmethod
     def longest(self) -> tuple[int, int]:
         """The most query steps and answer steps an example can have."""
+
+    @property
+    def hops(self) -> tuple[int, int]:
+        """The range of walk (or path) lengths drawn: up to the curriculum's level if any."""
+        return self.min_hops, self.max_hops if self.level is None else self.level
+
+    def curriculum_start(self):
+        return self.min_hops if self.adaptive else None
+
+    def at_level(self, level):
+        return dataclasses.replace(self, level=int(level))
+
+    def next_level(self, level, score):
+        return level + 1 if score < self.adaptive and level < self.max_hops else level
 
     @property
     def input_size(self) -> int:
@@ -243,6 +266,14 @@ class GraphTraversal(_AbstractGraphTask):
     ``--set`` to test longer walks). Batches are padded to the longest possible example, so a
     run compiles once. Metrics as the symbol tasks': ``errors`` (1 unless every node reached is
     right, the main metric), ``token_accuracy`` (the fraction of answer steps right).
+
+    ``adaptive = b > 0``: a curriculum over the walk's length, as the DNC paper trained its
+    graph tasks in lessons of growing difficulty. Training starts with walks of ``min_hops``
+    and allows one hop more (walks drawn uniformly from ``min_hops`` up to the level, so the
+    easier ones stay in the mix) whenever fewer than a fraction ``b`` of the training walks
+    over a window of 200 steps were wrong, up to ``max_hops``. The level is logged (column
+    ``level``) and kept in checkpoints; evaluation draws every walk length. Batches keep their
+    padded shape at every level, so the run still compiles once.
     """
 
     min_nodes: int = eqx.field(static=True, default=4)
@@ -253,12 +284,15 @@ class GraphTraversal(_AbstractGraphTask):
     min_hops: int = eqx.field(static=True, default=1)
     max_hops: int = eqx.field(static=True, default=4)
     plan: int = eqx.field(static=True, default=2)
+    adaptive: float = eqx.field(static=True, default=0.0)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     def longest(self):
         return self.max_hops, self.max_hops
 
     def query(self, rng, names, edges):
-        h = int(rng.integers(self.min_hops, self.max_hops + 1))
+        lo, hi = self.hops
+        h = int(rng.integers(lo, hi + 1))
         start, labels, reached = random_walk(rng, names, edges, h)
         rows = [(start if i == 0 else None, label, None) for i, label in enumerate(labels)]
         return rows, reached
@@ -274,7 +308,8 @@ class ShortestPath(_AbstractGraphTask):
     and ``min_hops..max_hops`` edges long (a graph without one is redrawn), so every answer is
     determined. The number of answer steps tells the machine the path's length (the answer
     phase is marked in the input); the nodes are what it must find. ``length`` is the number of
-    nodes, as for :class:`GraphTraversal`.
+    nodes, and ``adaptive`` a curriculum over the path's length, as for
+    :class:`GraphTraversal`.
     """
 
     min_nodes: int = eqx.field(static=True, default=4)
@@ -285,6 +320,8 @@ class ShortestPath(_AbstractGraphTask):
     min_hops: int = eqx.field(static=True, default=1)
     max_hops: int = eqx.field(static=True, default=4)
     plan: int = eqx.field(static=True, default=4)
+    adaptive: float = eqx.field(static=True, default=0.0)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     def longest(self):
         return 1, self.max_hops
@@ -293,7 +330,7 @@ class ShortestPath(_AbstractGraphTask):
         pairs = []
         for a in names:
             for b, (dist, count, _) in sorted(shortest_paths(edges, a).items()):
-                if count == 1 and self.min_hops <= dist <= self.max_hops:
+                if count == 1 and self.hops[0] <= dist <= self.hops[1]:
                     pairs.append((a, b))
         if not pairs:
             return None
