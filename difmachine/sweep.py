@@ -392,7 +392,7 @@ def sweep(
                 saved=lambda: save_state("running", time.perf_counter() - t0),
             )
         except _NoVmap as e:
-            console.print(f"[yellow]{e}: running the seeds as processes instead")
+            console.print(f"[yellow]{e}: running the seeds as processes instead, {jobs} at a time")
             state["mode"] = mode = "processes"
     if interrupted is None:
         interrupted = _run_processes(
