@@ -10,7 +10,9 @@ structure: it must write what matters to memory as the words go by and find it a
 Machine: an LSTM controller with a `DNCMemory` of 32 slots of width 16 and 2 read heads.
 `difmachine trace runs/dnc_babi` shows the words under the allocation, write and read panels;
 `difmachine eval runs/dnc_babi --lengths 4,6,10` varies the story length. The baseline without
-memory on the same budget is programs/lstm_babi.py. Not yet measured over seeds.
+memory on the same budget is programs/lstm_babi.py, the NTM's programs/ntm_babi.py. Over 5 seeds
+and 6,000 steps none solves task 1: all three stop at about 0.47 wrong answers (loss 1.0),
+naming a place from the story, not always the right one (README, the DNC's results).
 """
 
 import optax

@@ -1,7 +1,8 @@
 """Baseline for programs/dnc_babi.py: the same word-by-word bAbI-style stories, a plain LSTM.
 
 An LSTM of 128 units (no memory) with the DNC program's optimiser (Adam 1e-3, clipped at 10),
-batch and step budget; `--set task=2` or `3` for the other tasks. Not yet measured over seeds.
+batch and step budget; `--set task=2` or `3` for the other tasks. Over 3 seeds and 6,000 steps:
+0.48 wrong answers on task 1 (the DNC: 0.46), the level of Weston et al.'s LSTM (50%).
 """
 
 import optax
