@@ -1,5 +1,6 @@
 """RL-NTM tapes: discrete heads over an input tape and a memory tape, and the tape task."""
 
+import functools
 import json
 import textwrap
 
@@ -177,6 +178,111 @@ def test_the_curriculum_moves_up_is_logged_and_resumes_exactly(tmp_path, monkeyp
             np.testing.assert_allclose(resumed[r["step"]]["loss"], r["loss"], rtol=1e-5)
 
 
+# -- the output tape ---------------------------------------------------------------------------
+
+
+def _output_context(cells, steps, padded=None):
+    padded = padded or steps
+    values = (np.arange(padded) < steps).astype(np.float32)[:, None]
+    return Context(values, (np.arange(padded) < cells).astype(np.float32))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    logits=st.lists(st.floats(-4, 4), min_size=8, max_size=8),
+    cells=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+    greedy=st.booleans(),
+)
+def test_output_tape_writes_each_cell_once_within_the_episode(logits, cells, seed, greedy):
+    """The paper's constraints: no write once every cell is written, a forced write when the
+    steps left equal the cells left; a free choice is the sample (greedy: logit > 0)."""
+    device = dm.OutputTape(classes=3)
+    state = device.init_state({}, _output_context(cells, 8))
+    key = jax.random.PRNGKey(seed)
+    writes = []
+    for t, logit in enumerate(np.float32(logits)):
+        k = None if greedy else jax.random.fold_in(key, t)
+        symbol = jnp.arange(3.0) * t
+        out = device.sample_step({}, state, {"symbol": symbol, "write": jnp.array([logit])}, k)
+        left, steps_left = cells - sum(writes), 8 - t
+        write = int(out.read[-1])
+        np.testing.assert_array_equal(out.read[:3], symbol)
+        if left == 0 or steps_left <= left:  # forced: no choice, no log-probability
+            assert write == (left > 0) and float(out.log_prob) == 0.0
+        else:
+            assert float(out.log_prob) < 0 and float(out.entropy) > 0
+            if greedy:
+                assert write == (logit > 0)
+        writes.append(write)
+        state = out.state
+    assert sum(writes) == cells == int(state["position"])
+
+
+def test_check_output_tape():
+    def exactly_its_cells(state, reads, traces):
+        assert int(reads[:, -1].sum()) == 2 == int(state["position"])
+
+    check_device(
+        dm.OutputTape(classes=3),
+        context=_output_context(2, 4),
+        steps=4,
+        batch=2,
+        max_examples=3,
+        invariants=exactly_its_cells,
+    )
+    with pytest.raises(ValueError, match="context 'output'"):
+        dm.OutputTape(classes=3).init_state({}, None)
+
+
+def _scored(task, batch, b, writes, symbols):
+    """Outputs of example ``b`` that write ``symbols`` (classes) at steps ``writes``."""
+    T, C = batch.inputs.shape[1], task.classes
+    ys = np.zeros((T, C + 1), np.float32)
+    for t, c in zip(writes, symbols):
+        ys[t, c], ys[t, C] = 10.0, 1.0
+    loss, metrics = _score(task, jnp.asarray(ys), batch.targets[b], batch.loss_mask[b])
+    return float(loss), {k: float(v) for k, v in metrics.items()}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score(task, ys, targets, loss_mask):
+    return task.loss(ys, targets, loss_mask), task.metrics(ys, targets, loss_mask)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10**6), flaw=st.integers(0, 3))
+def test_output_tape_scores_the_kth_write_against_the_kth_target(seed, flaw):
+    task = dm.TapeTransduce(
+        transform="reverse", symbols=4, min_length=1, max_length=5, output_tape=True
+    )
+    batch = task.sample(np.random.default_rng(seed), 1)  # padded to 5 symbols: one shape
+    steps, cells = int(batch.mask[0].sum()), int(batch.loss_mask[0].sum())
+    length = cells - 1
+    assert steps == 2 * length + 3 and cells == length + 1
+    assert np.all(batch.inputs[0, :, 0] == batch.mask[0])
+    ctx = batch.context["output"]
+    assert ctx.values[0, :, 0].sum() == steps and ctx.mask[0].sum() == cells
+    target = list(np.argmax(batch.targets[0, :cells, : task.classes], axis=-1))
+    assert target[-1] == 4
+    rng = np.random.default_rng(seed)
+    writes = sorted(rng.choice(steps, size=cells, replace=False))  # any steps, in order
+    loss, metrics = _scored(task, batch, 0, writes, target)
+    assert metrics["errors"] == 0 and metrics["token_accuracy"] == 1 and loss < 0.1
+    if flaw == 1:  # a wrong symbol
+        wrong = [*target[:-1], (target[-1] + 1) % 5]
+        loss, metrics = _scored(task, batch, 0, writes, wrong)
+        assert metrics["errors"] == 1
+        assert metrics["token_accuracy"] == pytest.approx(1 - 1 / cells)
+    elif flaw == 2:  # the last write missing
+        loss, metrics = _scored(task, batch, 0, writes[:-1], target[:-1])
+        assert metrics["errors"] == 1 and loss >= np.log(5) - 0.1
+    elif flaw == 3 and max(writes) + 1 < steps:  # one write too many
+        extra = [*writes, max(writes) + 1]
+        loss, metrics = _scored(task, batch, 0, extra, [*target, 0])
+        assert metrics["errors"] == 1 and metrics["token_accuracy"] == 1 and loss >= np.log(5)
+
+
 def test_rlntm_machine_runs_and_samples():
     program = dm.load_program("programs/rlntm_copy.py").replace(batch_size=2)
     model = dm.build(program)
@@ -187,3 +293,29 @@ def test_rlntm_machine_runs_and_samples():
     aux = run(model, batch.inputs[0], batch.mask[0], ctx, jax.random.PRNGKey(0))
     assert np.isfinite(aux["log_prob"]) and float(aux["log_prob"]) < 0
     assert aux["trace"]["input"]["position"].shape == (batch.inputs.shape[1],)
+
+
+def test_an_output_tape_machine_trains_and_traces(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from difmachine.trace import print_trace, run_example
+    from difmachine.training import train
+
+    program = dm.load_program(
+        "programs/rlntm_copy.py",
+        overrides={"transform": "repeat_copy", "output_tape": "true", "max_length": "3"},
+    ).replace(batch_size=2, steps=2, eval_every=2, eval_samples=2)
+    assert program.task.output_tape and program.task.transform == "repeat_copy"
+    result = train(program, tmp_path / "run", console=Console(file=io.StringIO()))
+    assert result.step == 2 and np.isfinite(result.metrics["loss"])
+    model = dm.build(program)
+    example = run_example(model, program.task, length=2)
+    out = io.StringIO()
+    print_trace(example, model, Console(file=out, width=120))
+    text = out.getvalue()
+    assert "target" in text and "output written" in text
+    target, output = example.labels["target"], example.labels["output"]
+    assert target[-1] == "$" and len(target) in (5, 7)  # 2 or 3 copies of 2 symbols, the end
+    assert len(output) == len(target)  # every cell written once

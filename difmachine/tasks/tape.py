@@ -8,6 +8,8 @@ import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .base import Batch, Context, check_range, positive
@@ -35,12 +37,25 @@ class TapeTransduce(_SymbolScoring):
     channels (count ``m`` is channel ``symbols + m``). It holds the count (``repeat_copy``),
     the source and the end marker. Output classes: the symbols and the end class ``symbols``.
 
-    An episode with a source of ``L`` symbols takes ``L + 1`` steps with nothing scored
-    (``L + 2`` for ``repeat_copy``, which has a count), then outputs the target one symbol per
-    step, then the end class on one more step. For ``repeat_copy`` the copies are separated by
-    ``L`` unscored steps (time to rewind a head): ``2 m L + 3`` steps in all, ``2 L + 2`` for
-    the other transforms. The machine's only direct input is a flag that is 1 on the scored
-    steps.
+    Two output layouts:
+
+    - fixed steps (``output_tape=False``): an episode with a source of ``L`` symbols takes
+      ``L + 1`` steps with nothing scored (``L + 2`` for ``repeat_copy``, which has a count),
+      then outputs the target one symbol per step, then the end class on one more step. For
+      ``repeat_copy`` the copies are separated by ``L`` unscored steps (time to rewind a head):
+      ``2 m L + 3`` steps in all, ``2 L + 2`` for the other transforms. The machine's only
+      direct input is a flag that is 1 on the scored steps.
+    - the paper's output tape (``output_tape=True``): the machine decides when to write
+      (:class:`~difmachine.OutputTape`, the machine's ``readout``). Its outputs are ``symbols
+      + 2`` wide: the class logits and a last channel that is 1 on the steps that wrote.
+      ``targets[p]`` and ``loss_mask[p]`` are those of output-tape cell ``p`` (the target and
+      the end class), and the ``k``-th write is scored against cell ``k``: a cell never written
+      or a write beyond the target is wrong (and costs ``log(classes)`` in the loss). An episode
+      has as many steps as a pass over the tape, every output and every rewind take, plus one
+      (``tape cells + outputs + (m - 1) L + 1``). The context ``"output"`` tells the device
+      what it needs to keep to the episode (the paper's constraints): its ``mask`` marks the
+      cells to fill, its ``values[t, 0]`` the episode's real steps. The direct input is 1 on
+      every real step.
 
     Scoring as the symbol tasks (``errors = 1 - coarse``, per sequence).
 
@@ -64,6 +79,7 @@ class TapeTransduce(_SymbolScoring):
     max_length: int = eqx.field(static=True, default=8)
     min_repeats: int = eqx.field(static=True, default=2)
     max_repeats: int = eqx.field(static=True, default=3)
+    output_tape: bool = eqx.field(static=True, default=False)
     adaptive: float = eqx.field(static=True, default=0.0)
     level: int | None = eqx.field(static=True, default=None)
 
@@ -78,6 +94,10 @@ class TapeTransduce(_SymbolScoring):
         positive("TapeTransduce", "symbols", self.symbols)
         check_range("TapeTransduce", "length", self.min_length, self.max_length)
         check_range("TapeTransduce", "repeats", self.min_repeats, self.max_repeats)
+        if not isinstance(self.output_tape, bool):
+            raise ValueError(
+                f"TapeTransduce output_tape must be true or false, got {self.output_tape!r}"
+            )
         a = self.adaptive
         if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 <= a < 1:
             raise ValueError(
@@ -106,7 +126,7 @@ class TapeTransduce(_SymbolScoring):
 
     @property
     def output_size(self) -> int:
-        return self.classes
+        return self.classes + 1 if self.output_tape else self.classes
 
     @property
     def tape_width(self) -> int:
@@ -114,6 +134,8 @@ class TapeTransduce(_SymbolScoring):
 
     @property
     def contexts(self):
+        if self.output_tape:
+            return {"tape": self.tape_width, "output": 1}
         return {"tape": self.tape_width}
 
     def example(self, rng: np.random.Generator, length: int, repeats: int = 1):
@@ -139,6 +161,8 @@ class TapeTransduce(_SymbolScoring):
         """An episode's steps for a source of ``length`` (see the class docstring)."""
         m = repeats if self._repeats else 1
         outputs, rewinds = m * length + 1, (m - 1) * length
+        if self.output_tape:
+            return self.tape_cells(length) + outputs + rewinds + 1
         return self._reading(length) + outputs + rewinds
 
     def _reading(self, length: int) -> int:
@@ -210,7 +234,12 @@ class TapeTransduce(_SymbolScoring):
             n = self.steps(L, m)
             mask[b, :n] = 1.0
             classes = [*target, S]
-            # after reading, each copy of L symbols, gaps between copies, the end
+            if self.output_tape:  # row p: output-tape cell p
+                inputs[b, :n, 0] = 1.0
+                targets[b, np.arange(len(classes)), classes] = 1.0
+                loss_mask[b, : len(classes)] = 1.0
+                continue
+            # fixed steps: after reading, each copy of L symbols, gaps between copies, the end
             first = self._reading(L)
             per_copy = len(target) // m
             at = [first + c * (per_copy + gap) + i for c in range(m) for i in range(per_copy)]
@@ -220,7 +249,77 @@ class TapeTransduce(_SymbolScoring):
             targets[b, at, classes] = 1.0
             loss_mask[b, at] = 1.0
         context = {"tape": Context(tape, tape_mask)}
+        if self.output_tape:
+            context["output"] = Context(mask[..., None].copy(), loss_mask.copy())
         return Batch(inputs, targets, mask, loss_mask, context)
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def loss(self, outputs, targets, loss_mask):
+        if not self.output_tape:
+            return super().loss(outputs, targets, loss_mask)
+        written, logits, scored, _ = _output_cells(outputs, targets, loss_mask)
+        C = self.classes
+        ce = -jnp.sum(targets[:, :C] * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+        astray = (scored & ~written) | (written & ~scored)  # missing or surplus writes
+        return jnp.sum(jnp.where(written & scored, ce, 0.0)) + jnp.log(C) * jnp.sum(astray)
+
+    def metrics(self, outputs, targets, loss_mask):
+        if not self.output_tape:
+            return super().metrics(outputs, targets, loss_mask)
+        written, _, scored, right = _output_cells(outputs, targets, loss_mask)
+        n = jnp.maximum(jnp.sum(scored), 1).astype(jnp.float32)
+        wrong = (scored & ~right) | (written & ~scored)
+        before_first_error = jnp.cumsum(wrong.astype(jnp.int32)) == 0
+        coarse = (jnp.sum(wrong) == 0).astype(jnp.float32)
+        return {
+            "errors": 1.0 - coarse,
+            "coarse": coarse,
+            "fine": jnp.sum(scored & right & before_first_error) / n,
+            "token_accuracy": jnp.sum(scored & right) / n,
+        }
+
+    def present(self, outputs):
+        if not self.output_tape:
+            return super().present(outputs)
+        C = self.classes
+        return jnp.concatenate([jax.nn.softmax(outputs[..., :C], axis=-1), outputs[..., C:]], -1)
+
+    def labels(self, batch: Batch, index: int) -> dict | None:
+        """With the output tape, the target as symbols (``$`` the end), for traces."""
+        if not self.output_tape:
+            return None
+        names = [str(i) for i in range(self.symbols)] + ["$"]
+        scored = batch.loss_mask[index] > 0
+        target = np.argmax(batch.targets[index][scored][:, : self.classes], axis=-1)
+        return {"target": [names[int(i)] for i in target]}
+
+    def output_labels(self, predictions):
+        """With the output tape, the symbols written, in order."""
+        if not self.output_tape:
+            return None
+        names = [str(i) for i in range(self.symbols)] + ["$"]
+        predictions = np.asarray(predictions)
+        predictions = predictions[predictions[:, self.classes] > 0.5]
+        return [names[int(i)] for i in np.argmax(predictions[:, : self.classes], axis=-1)]
+
+
+def _output_cells(outputs, targets, loss_mask):
+    """Output-tape scoring of one example: ``outputs[T, classes + 1]`` (logits, then 1 on the
+    steps that wrote), ``targets[P, classes + 1]`` and ``loss_mask[P]`` per output cell. The
+    ``k``-th write lands in cell ``k``. Returns per cell: ``written``, the ``logits`` written
+    there (zeros if none), ``scored`` and ``right`` (written, scored and its argmax right)."""
+    C = outputs.shape[-1] - 1
+    write = outputs[:, C] > 0.5
+    cell = jnp.cumsum(write) - 1
+    P = targets.shape[0]
+    lands = write[:, None] & (cell[:, None] == jnp.arange(P)[None, :])  # [T steps, P cells]
+    lands = lands.astype(outputs.dtype)
+    written = jnp.sum(lands, axis=0) > 0
+    logits = lands.T @ outputs[:, :C]
+    scored = loss_mask > 0
+    right = written & (jnp.argmax(logits, -1) == jnp.argmax(targets[:, :C], -1))
+    return written, logits, scored, right
 
 
 __all__ = ["TapeTransduce"]
