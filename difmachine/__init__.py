@@ -25,6 +25,7 @@ from .devices import NeuralStack as NeuralStack
 from .devices import NTMMemory as NTMMemory
 from .devices import Op as Op
 from .devices import OpSelector as OpSelector
+from .devices import OutputTape as OutputTape
 from .devices import SparseMemory as SparseMemory
 from .devices import StoryEmbedding as StoryEmbedding
 from .devices import Table as Table

@@ -17,3 +17,4 @@ from .structures import NeuralQueue as NeuralQueue
 from .structures import NeuralStack as NeuralStack
 from .tape import InputTape as InputTape
 from .tape import MemoryTape as MemoryTape
+from .tape import OutputTape as OutputTape

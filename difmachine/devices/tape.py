@@ -10,10 +10,12 @@ controller's logits (the most likely move at evaluation) and trained with REINFO
   it (zeros beyond the written cells).
 - :class:`MemoryTape`: ``cells x width`` read-write cells: the head writes the cell under it
   (``cell <- cell + g (value - cell)``, a sigmoid gate ``g``), moves, then reads the new cell.
+- :class:`OutputTape`: the paper's output tape: each step the controller proposes a prediction
+  and decides (a sampled binary action) whether to write it; a write fills the next cell. It is
+  the machine's ``readout``, and a task with an output tape scores the ``k``-th write against
+  its ``k``-th target (``TapeTransduce(output_tape=True)``).
 
-Head positions are clipped to the tape. The paper's third interface, an output tape whose head
-advances only when the controller decides to write, is not here: difmachine's tasks score an
-output at fixed steps.
+Head positions are clipped to the tape.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 
 from .._init import zeros
 from ..protocol import AbstractStochasticDevice, Field, Sampled, TraceField, check_counts
-from ..stochastic import categorical
+from ..stochastic import bernoulli, categorical
 
 MOVES = (-1, 0, 1)
 
@@ -170,4 +172,82 @@ class MemoryTape(AbstractStochasticDevice):
         return Sampled(read, new, trace, choice.log_prob, choice.entropy)
 
 
-__all__ = ["InputTape", "MemoryTape", "move_head"]
+class OutputTape(AbstractStochasticDevice):
+    """The RL-NTM's output tape: a prediction over ``classes`` each step, written or not.
+
+    Interface: ``symbol`` (logits over ``classes``) and ``write`` (a logit: write with
+    probability ``sigmoid(write)``, sampled; at evaluation, write iff ``write > 0``). Read:
+    ``[symbol; 1 if this step wrote else 0]`` (``classes + 1`` values). Make the device the
+    machine's readout (``Machine(..., readout="output")``), so that its read is the machine's
+    output, which a task with an output tape scores cell by cell: the ``k``-th write fills cell
+    ``k``.
+
+    The paper's constraints keep every episode to exactly its number of outputs: the context
+    ``"output"`` gives the cells to fill (its ``mask``) and the episode's real steps
+    (``values[t, 0]``); once every cell is written the device may not write, and when the steps
+    left equal the cells left it must. A forced action has log-probability 0 (it is no choice).
+    """
+
+    classes: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_counts(self, positive=("classes",))
+
+    def context(self) -> str:
+        return "output"
+
+    def bind_context(self, width):
+        if width not in (None, 1):
+            raise ValueError(
+                f"OutputTape reads a context 'output' of width 1 (the episode's steps), got {width}"
+            )
+        return self
+
+    def interface(self):
+        return {"symbol": Field((self.classes,), "identity"), "write": Field((1,), "identity")}
+
+    @property
+    def read_size(self) -> int:
+        return self.classes + 1
+
+    def init_params(self, key):
+        return {}
+
+    def init_state(self, params, context=None):
+        if context is None:
+            raise ValueError(
+                "OutputTape reads the context 'output' (cells to fill, the episode's steps), "
+                "which its task must provide (e.g. TapeTransduce(output_tape=True))"
+            )
+        cells = jnp.sum(jnp.asarray(context.mask, jnp.float32)).astype(jnp.int32)
+        steps = jnp.sum(jnp.asarray(context.values, jnp.float32)[:, 0]).astype(jnp.int32)
+        zero = jnp.zeros((), jnp.int32)
+        return {"position": zero, "step": zero, "cells": cells, "steps": steps}
+
+    def trace_spec(self):
+        return {
+            "write": TraceField("scalars", "output written"),
+            "position": TraceField("scalars", "output cells written"),
+        }
+
+    def sample_step(self, params, state, iface, key):
+        choice = bernoulli(iface["write"], key)
+        left = state["cells"] - state["position"]
+        cannot = left <= 0
+        must = ~cannot & (state["steps"] - state["step"] <= left)
+        free = ~(cannot | must)
+        write = jnp.where(cannot, 0, jnp.where(must, 1, choice.action[0])).astype(jnp.int32)
+        read = jnp.concatenate([iface["symbol"], write.astype(jnp.float32)[None]])
+        new = {**state, "position": state["position"] + write, "step": state["step"] + 1}
+        trace = {"write": write.astype(jnp.float32), "position": new["position"]}
+        zero = jnp.zeros((), jnp.float32)
+        return Sampled(
+            read,
+            new,
+            trace,
+            jnp.where(free, choice.log_prob, zero),
+            jnp.where(free, choice.entropy, zero),
+        )
+
+
+__all__ = ["InputTape", "MemoryTape", "OutputTape", "move_head"]
