@@ -145,9 +145,9 @@ ADAPTIVE = textwrap.dedent(
 )
 
 
-def test_the_curriculum_moves_up_is_logged_and_resumes_exactly(tmp_path, monkeypatch):
-    """Mirrors tests/test_neural_gpu.py's test of the binary tasks' curriculum (same hooks)."""
-    from difmachine import checkpoint
+def test_the_curriculum_moves_up_and_is_logged(tmp_path, monkeypatch):
+    """A run's level rises window by window and is logged. (Resuming mid-window is the
+    training loop's, not the task's: tests/test_neural_gpu.py checks it once for every task.)"""
 
     def read_metrics(path):
         return [json.loads(line) for line in path.read_text().splitlines()]
@@ -155,27 +155,12 @@ def test_the_curriculum_moves_up_is_logged_and_resumes_exactly(tmp_path, monkeyp
     monkeypatch.setattr(dm.TapeTransduce, "curriculum_window", 4)
     source = tmp_path / "adaptive.py"
     source.write_text(ADAPTIVE)
-    runner = CliRunner()
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    result = runner.invoke(app, ["run", str(source), "--out", str(whole)])
+    whole = tmp_path / "whole"
+    result = CliRunner().invoke(app, ["run", str(source), "--out", str(whole)])
     assert result.exit_code == 0, result.output
     rows = [r for r in read_metrics(whole / "metrics.jsonl") if "loss" in r]
     levels = {r["step"]: r["level"] for r in rows}
     assert levels[2] == 0 and levels[4] == 1 and levels[8] == 2 and levels[12] == 2
-    # stopped at step 9 (mid-window, a step not yet fetched), then resumed: the same run
-    first = runner.invoke(app, ["run", str(source), "--out", str(split), "--set", "steps=9"])
-    assert first.exit_code == 0, first.output
-    header = checkpoint.read_header(split / "checkpoint.eqx")
-    assert header["curriculum"]["level"] == 2 and header["curriculum"]["window"][1] == 1
-    again = runner.invoke(
-        app, ["run", str(source), "--out", str(split), "--set", "steps=14", "--resume"]
-    )
-    assert again.exit_code == 0, again.output
-    resumed = {r["step"]: r for r in read_metrics(split / "metrics.jsonl") if "loss" in r}
-    for r in rows:  # (the row at step 10 averages steps 9-10 in one run, only 10 in the other)
-        assert resumed[r["step"]]["level"] == r["level"]
-        if r["step"] != 10:
-            np.testing.assert_allclose(resumed[r["step"]]["loss"], r["loss"], rtol=1e-5)
 
 
 # -- the output tape ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Batch, Context, check_range, positive
+from .base import Batch, Context, check_adaptive, check_range, positive
 from .symbols import _check_length, _SymbolScoring
 
 TRANSFORMS = ("copy", "reverse", "duplicate", "forward_reverse", "repeat_copy")
@@ -81,7 +81,7 @@ class TapeTransduce(_SymbolScoring):
     max_repeats: int = eqx.field(static=True, default=3)
     output_tape: bool = eqx.field(static=True, default=False)
     adaptive: float = eqx.field(static=True, default=0.0)
-    level: int | None = eqx.field(static=True, default=None)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     length_name: ClassVar[str] = "length"
 
@@ -98,11 +98,7 @@ class TapeTransduce(_SymbolScoring):
             raise ValueError(
                 f"TapeTransduce output_tape must be true or false, got {self.output_tape!r}"
             )
-        a = self.adaptive
-        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 <= a < 1:
-            raise ValueError(
-                f"TapeTransduce adaptive must be an error rate in [0, 1) (0 = off), got {a!r}"
-            )
+        check_adaptive("TapeTransduce", self.adaptive)
         last = len(self.difficulties()) - 1
         if self.level is not None and not (isinstance(self.level, int) and 0 <= self.level <= last):
             raise ValueError(
