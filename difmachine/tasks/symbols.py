@@ -50,7 +50,13 @@ def sequence_metrics(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array
     (argmax) decoding at every scored step. A sequence with no scored step counts as perfect."""
     scored = loss_mask > 0
     right = jnp.argmax(logits, axis=-1) == jnp.argmax(targets, axis=-1)
-    wrong = scored & ~right
+    return scored_metrics(scored, right, scored & ~right)
+
+
+def scored_metrics(scored: jax.Array, right: jax.Array, wrong: jax.Array):
+    """The metrics of :func:`sequence_metrics` from per-step flags: which steps are scored,
+    which are right, and which count as errors (``scored & ~right``, or more: e.g. an output
+    written where none was due)."""
     n = jnp.maximum(jnp.sum(scored), 1).astype(jnp.float32)
     before_first_error = jnp.cumsum(wrong.astype(jnp.int32)) == 0
     coarse = (jnp.sum(wrong) == 0).astype(jnp.float32)

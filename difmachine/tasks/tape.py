@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import Batch, Context, check_adaptive, check_range, positive
-from .symbols import _check_length, _SymbolScoring
+from .symbols import _check_length, _SymbolScoring, scored_metrics
 
 TRANSFORMS = ("copy", "reverse", "duplicate", "forward_reverse", "repeat_copy")
 
@@ -264,16 +264,7 @@ class TapeTransduce(_SymbolScoring):
         if not self.output_tape:
             return super().metrics(outputs, targets, loss_mask)
         written, _, scored, right = _output_cells(outputs, targets, loss_mask)
-        n = jnp.maximum(jnp.sum(scored), 1).astype(jnp.float32)
-        wrong = (scored & ~right) | (written & ~scored)
-        before_first_error = jnp.cumsum(wrong.astype(jnp.int32)) == 0
-        coarse = (jnp.sum(wrong) == 0).astype(jnp.float32)
-        return {
-            "errors": 1.0 - coarse,
-            "coarse": coarse,
-            "fine": jnp.sum(scored & right & before_first_error) / n,
-            "token_accuracy": jnp.sum(scored & right) / n,
-        }
+        return scored_metrics(scored, right, (scored & ~right) | (written & ~scored))
 
     def present(self, outputs):
         if not self.output_tape:
