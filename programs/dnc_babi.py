@@ -30,6 +30,7 @@ program = dm.Program(
         task=dm.param("task", 1),
         min_sentences=dm.param("min_sentences", 2),
         max_sentences=dm.param("max_sentences", 6),
+        adaptive=dm.param("adaptive", 0.0),  # e.g. 0.1: a curriculum over the story's length
     ),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
     batch_size=dm.param("batch_size", 16),

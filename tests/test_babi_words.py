@@ -131,3 +131,22 @@ def test_trace_shows_the_words_and_the_answer(tmp_path):
     print_trace(example, model, console)
     out = console.file.getvalue()
     assert "where is" in out and example.labels["target"][0] in out
+
+
+def test_the_story_length_curriculum_caps_training_stories_in_one_shape():
+    task = dm.BabiWords(task=1, min_sentences=2, max_sentences=6, adaptive=0.1)
+    assert task.curriculum_start() == 2 and dm.BabiWords().curriculum_start() is None
+    assert task.next_level(2, 0.05) == 3 and task.next_level(2, 0.5) == 2
+    assert task.next_level(6, 0.0) == 6
+    rng = np.random.default_rng(0)
+    at3 = task.at_level(3).sample(rng, 128)
+    full = task.sample(rng, 128)
+    assert at3.inputs.shape == full.inputs.shape  # the level changes no shape: one compile
+    sentences = at3.inputs[..., WORD_VOCAB.index(".")].sum(1)  # one full stop per sentence
+    assert set(sentences.astype(int)) == {2, 3}
+    assert set(full.inputs[..., WORD_VOCAB.index(".")].sum(1).astype(int)) == {2, 3, 4, 5, 6}
+    assert "level" not in repr(task.at_level(3))
+    with pytest.raises(ValueError, match="level must be within 2..6 sentences"):
+        task.at_level(7)
+    with pytest.raises(ValueError, match="adaptive must be an error rate"):
+        dm.BabiWords(adaptive=-0.1)

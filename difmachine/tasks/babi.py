@@ -22,13 +22,14 @@ number of sentences.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import numpy as np
 
-from .base import AbstractTask, Batch, Context, check_range
+from .base import AbstractTask, Batch, Context, check_adaptive, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 PEOPLE = ("mary", "john", "sandra", "daniel")
@@ -243,11 +244,37 @@ class BabiWords(_BabiTask):
     metric). ``length`` (``--lengths``) is the number of sentences of the story; training
     batches mix ``min_sentences..max_sentences`` and are padded to the longest possible
     example (``max_sentences * 7 + 9`` steps), so a run compiles once.
+
+    ``adaptive = b > 0``: a curriculum over the story's length. Training starts with stories of
+    ``min_sentences`` and allows one sentence more (lengths drawn uniformly from
+    ``min_sentences`` up to the level) whenever fewer than a fraction ``b`` of the answers of a
+    200-step window were wrong, up to ``max_sentences``; the level is logged and checkpointed,
+    evaluation draws every length, and the padded shape stays the same.
     """
+
+    adaptive: float = eqx.field(static=True, default=0.0)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     vocabulary: ClassVar[tuple[str, ...]] = WORD_VOCAB
     tasks: ClassVar[tuple[int, ...]] = (1, 2, 3)
     tasks_named: ClassVar[str] = "1, 2 or 3 (one, two or three supporting facts)"
+
+    def __check_init__(self):
+        check_adaptive("BabiWords", self.adaptive)
+        if self.level is not None and not self.min_sentences <= self.level <= self.max_sentences:
+            raise ValueError(
+                f"BabiWords level must be within {self.min_sentences}..{self.max_sentences} "
+                f"sentences, got {self.level!r}"
+            )
+
+    def curriculum_start(self):
+        return self.min_sentences if self.adaptive else None
+
+    def at_level(self, level):
+        return dataclasses.replace(self, level=int(level))
+
+    def next_level(self, level, score):
+        return level + 1 if score < self.adaptive and level < self.max_sentences else level
 
     def steps(self, sentences: int) -> int:
         """Steps a batch of stories of up to ``sentences`` sentences is padded to."""
@@ -272,7 +299,8 @@ class BabiWords(_BabiTask):
         mask = np.zeros((batch_size, T), np.float32)
         loss_mask = np.zeros((batch_size, T), np.float32)
         for b in range(batch_size):
-            n = S if length is not None else int(rng.integers(self.min_sentences, S + 1))
+            top = S if self.level is None else self.level  # a curriculum's level caps training
+            n = S if length is not None else int(rng.integers(self.min_sentences, top + 1))
             story, question, answer = generate_story(rng, self.task, n)
             ids = [WORD_VOCAB.index(w) for w in self.words_of(story, question)]
             L = len(ids)
