@@ -22,14 +22,13 @@ number of sentences.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import numpy as np
 
-from .base import AbstractTask, Batch, Context, check_adaptive, check_range
+from .base import AbstractTask, Batch, Context, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 PEOPLE = ("mary", "john", "sandra", "daniel")
@@ -229,7 +228,7 @@ WORD_VOCAB = (*sorted({*VOCAB[1:], "was", "before"}), ANSWER)  # tasks 1-3 and t
 QUESTION_WORDS = 8  # the longest question: "where was the football before the bathroom ?"
 
 
-class BabiWords(_BabiTask):
+class BabiWords(_BabiTask, LevelCurriculum):
     """bAbI-style tasks 1-3 fed word by word, as the DNC reads them (Graves et al. 2016).
 
     The stories of :func:`generate_story` (``task=1``: single supporting fact, ``2``: two
@@ -259,22 +258,13 @@ class BabiWords(_BabiTask):
     tasks: ClassVar[tuple[int, ...]] = (1, 2, 3)
     tasks_named: ClassVar[str] = "1, 2 or 3 (one, two or three supporting facts)"
 
+    level_range: ClassVar[str] = "within {lo}..{hi} sentences"
+
     def __check_init__(self):
-        check_adaptive("BabiWords", self.adaptive)
-        if self.level is not None and not self.min_sentences <= self.level <= self.max_sentences:
-            raise ValueError(
-                f"BabiWords level must be within {self.min_sentences}..{self.max_sentences} "
-                f"sentences, got {self.level!r}"
-            )
+        self.check_curriculum()
 
-    def curriculum_start(self):
-        return self.min_sentences if self.adaptive else None
-
-    def at_level(self, level):
-        return dataclasses.replace(self, level=int(level))
-
-    def next_level(self, level, score):
-        return level + 1 if score < self.adaptive and level < self.max_sentences else level
+    def curriculum_range(self):
+        return self.min_sentences, self.max_sentences
 
     def steps(self, sentences: int) -> int:
         """Steps a batch of stories of up to ``sentences`` sentences is padded to."""

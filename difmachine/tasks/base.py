@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterator
 from typing import ClassVar, NamedTuple
 
@@ -206,6 +207,46 @@ def check_range(task: str, name: str, lo: int, hi: int, minimum: int = 1) -> Non
 
 def positive(task: str, name: str, value: int) -> None:
     check_count(task, name, value)
+
+
+class LevelCurriculum(AbstractTask):
+    """The adaptive curriculum of a task whose levels are the integers of
+    :meth:`curriculum_range`: with ``adaptive = b > 0`` training starts at
+    :meth:`curriculum_start` (the range's first level unless a task says otherwise) and moves up
+    one level whenever a window's mean main metric is below ``b``, up to the range's last. The
+    task keeps the level it samples at in its field ``level`` (``None``: not training under the
+    curriculum) and says in :attr:`level_range` how its error messages name a range."""
+
+    adaptive: eqx.AbstractVar[float]
+    level: eqx.AbstractVar[int | None]
+
+    #: the valid levels in words, ``{lo}`` and ``{hi}`` filled in (e.g. "within {lo}..{hi} hops")
+    level_range: ClassVar[str]
+    #: what the error for a bad ``adaptive`` adds after "0 = off" (e.g. ", e.g. 0.1")
+    adaptive_hint: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def curriculum_range(self) -> tuple[int, int]:
+        """The lowest and the highest level."""
+
+    def check_curriculum(self) -> None:
+        """Validate ``adaptive`` and ``level`` (call from ``__check_init__``)."""
+        name = type(self).__name__
+        check_adaptive(name, self.adaptive, self.adaptive_hint)
+        lo, hi = self.curriculum_range()
+        level = self.level
+        if level is not None and not (isinstance(level, int) and lo <= level <= hi):
+            words = self.level_range.format(lo=lo, hi=hi)
+            raise ValueError(f"{name} level must be {words}, got {level!r}")
+
+    def curriculum_start(self) -> int | None:
+        return self.curriculum_range()[0] if self.adaptive else None
+
+    def at_level(self, level: int) -> AbstractTask:
+        return dataclasses.replace(self, level=int(level))
+
+    def next_level(self, level: int, score: float) -> int:
+        return level + 1 if score < self.adaptive and level < self.curriculum_range()[1] else level
 
 
 def check_adaptive(task: str, value, hint: str = "") -> None:

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import AbstractTask, Batch, check_adaptive, check_range
+from .base import Batch, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 ZERO, ONE, PLUS, TIMES = 0, 1, 2, 3  # input channels; blank = all zero
@@ -91,7 +91,7 @@ def from_bits(bits) -> int:
     return sum(int(b) << i for i, b in enumerate(bits))
 
 
-class AbstractBinaryTask(AbstractTask):
+class AbstractBinaryTask(LevelCurriculum):
     """Symbol-to-symbol tasks of equal input and output length; see the module docstring."""
 
     min_bits: int = eqx.field(static=True, default=1)
@@ -104,6 +104,8 @@ class AbstractBinaryTask(AbstractTask):
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
+    level_range: ClassVar[str] = "within {lo}..{hi} bits"
+    adaptive_hint: ClassVar[str] = ", the paper's 0.15"
 
     def __check_init__(self):
         name = type(self).__name__
@@ -111,12 +113,7 @@ class AbstractBinaryTask(AbstractTask):
         c = self.curriculum
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
-        check_adaptive(name, self.adaptive, ", the paper's 0.15")
-        if self.level is not None and not self.min_bits <= self.level <= self.max_bits:
-            raise ValueError(
-                f"{name} level must be within {self.min_bits}..{self.max_bits} bits, "
-                f"got {self.level!r}"
-            )
+        self.check_curriculum()
         for flag in ("bucket", "answer_after"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(
@@ -193,11 +190,8 @@ class AbstractBinaryTask(AbstractTask):
     def curriculum_start(self):
         return min(self.min_bits + 1, self.max_bits) if self.adaptive else None
 
-    def at_level(self, level):
-        return dataclasses.replace(self, level=int(level))
-
-    def next_level(self, level, score):
-        return level + 1 if score < self.adaptive and level < self.max_bits else level
+    def curriculum_range(self):
+        return self.min_bits, self.max_bits
 
     def evaluation_source(self):
         """With ``bucket``, the training mix is evaluated mixed (every example its own length,

@@ -15,7 +15,6 @@ to ``ids`` nodes has the same input width: evaluation can use graphs larger than
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections import deque
 from typing import ClassVar
 
@@ -24,7 +23,7 @@ import jax
 import numpy as np
 
 from ..protocol import check_count
-from .base import AbstractTask, Batch, check_adaptive, check_range, positive
+from .base import Batch, LevelCurriculum, check_range, positive
 from .symbols import sequence_metrics, softmax_cross_entropy
 
 EDGE, QUERY, PLAN, ANSWER = range(4)  # the phase channels, after the triple's channels
@@ -84,7 +83,7 @@ def shortest_paths(edges, start: int):
     return found
 
 
-class _AbstractGraphTask(AbstractTask):
+class _AbstractGraphTask(LevelCurriculum):
     """A random graph as edge triples, a query, ``plan`` blank steps, scored answer steps;
     subclasses define the query (:meth:`query`) and its longest length (:meth:`longest`)."""
 
@@ -96,11 +95,10 @@ class _AbstractGraphTask(AbstractTask):
     min_hops: eqx.AbstractVar[int]
     max_hops: eqx.AbstractVar[int]
     plan: eqx.AbstractVar[int]
-    adaptive: eqx.AbstractVar[float]
-    level: eqx.AbstractVar[int | None]
-
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "nodes"
+    level_range: ClassVar[str] = "within {lo}..{hi} hops"
+    adaptive_hint: ClassVar[str] = ", e.g. 0.1"
 
     def __check_init__(self):
         name = type(self).__name__
@@ -109,12 +107,7 @@ class _AbstractGraphTask(AbstractTask):
         positive(name, "degree", self.degree)
         positive(name, "edge_labels", self.edge_labels)
         check_count(name, "plan", self.plan, 0)
-        check_adaptive(name, self.adaptive, ", e.g. 0.1")
-        if self.level is not None and not self.min_hops <= self.level <= self.max_hops:
-            raise ValueError(
-                f"{name} level must be within {self.min_hops}..{self.max_hops} hops, "
-                f"got {self.level!r}"
-            )
+        self.check_curriculum()
         if self.degree > self.edge_labels:
             raise ValueError(
                 f"{name} degree={self.degree} exceeds edge_labels={self.edge_labels}: a node's "
@@ -140,14 +133,8 @@ class _AbstractGraphTask(AbstractTask):
         """The range of walk (or path) lengths drawn: up to the curriculum's level if any."""
         return self.min_hops, self.max_hops if self.level is None else self.level
 
-    def curriculum_start(self):
-        return self.min_hops if self.adaptive else None
-
-    def at_level(self, level):
-        return dataclasses.replace(self, level=int(level))
-
-    def next_level(self, level, score):
-        return level + 1 if score < self.adaptive and level < self.max_hops else level
+    def curriculum_range(self):
+        return self.min_hops, self.max_hops
 
     @property
     def input_size(self) -> int:

@@ -4,7 +4,6 @@ the source one symbol per step, it must move a head over it (:class:`~difmachine
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
@@ -12,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Batch, Context, check_adaptive, check_range, positive
+from .base import Batch, Context, LevelCurriculum, check_range, positive
 from .symbols import _check_length, _SymbolScoring, scored_metrics
 
 TRANSFORMS = ("copy", "reverse", "duplicate", "forward_reverse", "repeat_copy")
 
 
-class TapeTransduce(_SymbolScoring):
+class TapeTransduce(_SymbolScoring, LevelCurriculum):
     """Read a source of symbols ``0..symbols-1`` from the input tape and output its transform,
     the RL-NTM paper's five tasks:
 
@@ -84,6 +83,7 @@ class TapeTransduce(_SymbolScoring):
     level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     length_name: ClassVar[str] = "length"
+    level_range: ClassVar[str] = "a difficulty {lo}..{hi}"
 
     def __check_init__(self):
         if self.transform not in TRANSFORMS:
@@ -98,12 +98,7 @@ class TapeTransduce(_SymbolScoring):
             raise ValueError(
                 f"TapeTransduce output_tape must be true or false, got {self.output_tape!r}"
             )
-        check_adaptive("TapeTransduce", self.adaptive)
-        last = len(self.difficulties()) - 1
-        if self.level is not None and not (isinstance(self.level, int) and 0 <= self.level <= last):
-            raise ValueError(
-                f"TapeTransduce level must be a difficulty 0..{last}, got {self.level!r}"
-            )
+        self.check_curriculum()
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -185,15 +180,8 @@ class TapeTransduce(_SymbolScoring):
         uniform = rng.integers(0, last + 1, size=batch_size)
         return np.where(anywhere, uniform, np.where(easier, below, top))
 
-    def curriculum_start(self):
-        return 0 if self.adaptive else None
-
-    def at_level(self, level):
-        return dataclasses.replace(self, level=int(level))
-
-    def next_level(self, level, score):
-        last = len(self.difficulties()) - 1
-        return level + 1 if score < self.adaptive and level < last else level
+    def curriculum_range(self):
+        return 0, len(self.difficulties()) - 1
 
     # -- batches --------------------------------------------------------------------------------
 
