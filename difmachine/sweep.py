@@ -61,6 +61,8 @@ from .training import batch_rng, eval_batches, make_eval_step, make_train_step
 
 SWEEP_FILE = "sweep.json"
 MAX_JOBS = 2  # processes at a time by default: this project's machine has 2 cores
+# a child's exit codes when it saved and stopped on a signal: 128 + SIGINT / SIGTERM
+STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 def parse_seeds(text: str | int | None) -> list[int]:
@@ -725,6 +727,34 @@ def _run_processes(program_file, program, out, records, console, *, jobs, overri
         last = _last_train(seed_dir(out, r.seed), main)
         r.step = max(r.step, int(last.get("step", 0)))
 
+    def finish(seed: int, code: int) -> None:
+        """Record a child's end from its run directory. 130 and 143 (SIGINT, SIGTERM): it saved
+        and stopped when told to, so the seed is interrupted, not failed, and resumes."""
+        r = by_seed[seed]
+        final = read_seed(
+            seed_dir(out, seed),
+            program.replace(seed=seed),
+            {"wall_time": r.wall_time, "solved_wall": r.wall_time},
+        )
+        r.step, r.eval, r.done = final.step, final.eval, final.done
+        r.solved_step, r.solved_wall = final.solved_step, final.solved_wall
+        if code == 0 and final.done:
+            r.status = final.status
+        elif code in (0, *STOPPED):
+            r.status = "interrupted"
+        else:
+            r.status, r.done = f"failed (exit {code})", True
+            console.print(
+                f"[red]seed {seed} failed (exit {code}); see {seed_dir(out, seed) / 'run.log'}"
+            )
+
+    def tell_to_stop() -> None:
+        for seed, (proc, _, _) in running.items():
+            if seed not in told and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # train() saves, then exits
+                told.add(seed)
+
+    told: set[int] = set()
     live = Live(seeds_table(records, main), console=console, refresh_per_second=2, transient=True)
     try:
         with _Stop() as stop, live:
@@ -732,8 +762,7 @@ def _run_processes(program_file, program, out, records, console, *, jobs, overri
                 if stop.requested and not interrupted:
                     interrupted = True
                     queue = []
-                    for proc, _, _ in running.values():
-                        proc.send_signal(signal.SIGTERM)  # train() saves, then exits
+                    tell_to_stop()
                 while queue and len(running) < jobs and not interrupted:
                     r = queue.pop(0)
                     d = seed_dir(out, r.seed)
@@ -750,33 +779,19 @@ def _run_processes(program_file, program, out, records, console, *, jobs, overri
                     r.status = "running"
                 time.sleep(0.5)
                 for seed, (proc, started, wall_before) in list(running.items()):
-                    r = by_seed[seed]
-                    refresh(r, wall_before + time.perf_counter() - started)
+                    refresh(by_seed[seed], wall_before + time.perf_counter() - started)
                     code = proc.poll()
-                    if code is None:
-                        continue
-                    del running[seed]
-                    final = read_seed(
-                        seed_dir(out, seed),
-                        program.replace(seed=seed),
-                        {"wall_time": r.wall_time, "solved_wall": r.wall_time},
-                    )
-                    r.step, r.eval, r.done = final.step, final.eval, final.done
-                    r.solved_step, r.solved_wall = final.solved_step, final.solved_wall
-                    r.status = final.status if code in (0, 130) else f"failed (exit {code})"
-                    if code == 130 or (code == 0 and not final.done):
-                        r.status = "interrupted"
-                    if code not in (0, 130):
-                        r.done = True
-                        console.print(
-                            f"[red]seed {seed} failed (exit {code}); see "
-                            f"{seed_dir(out, seed) / 'run.log'}"
-                        )
+                    if code is not None:
+                        del running[seed]
+                        finish(seed, code)
                 live.update(seeds_table(records, main, title=f"{len(running)} running"))
-    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, the runs still save themselves
+    except KeyboardInterrupt:
+        # a second signal, possibly before the loop passed on the first: stop waiting on the
+        # table, but every child is still told to stop, so each saves its step and exits
         interrupted = True
-        for proc, _, _ in running.values():
-            proc.wait()
+        tell_to_stop()
+        for seed, (proc, _, _) in list(running.items()):
+            finish(seed, proc.wait())
     return interrupted
 
 

@@ -2,6 +2,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import types
 from pathlib import Path
 
 import equinox as eqx
@@ -214,3 +216,45 @@ def test_a_step_that_does_not_vmap_falls_back_to_one_process_per_seed(tmp_path, 
     assert [again["records"][s]["eval"] for s in "02"] == [
         result["records"][s]["eval"] for s in "02"
     ]
+
+
+class _Child:
+    """A stand-in for a seed's `difmachine run`: trains until it gets SIGTERM, then exits 143
+    as train() does after saving. The first child's first poll delivers two signals to the sweep
+    at once."""
+
+    started: list = []
+
+    def __init__(self, cmd, **kwargs):
+        self.cmd, self.signals, self.polls = cmd, [], 0
+        _Child.started.append(self)
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+
+    def poll(self):
+        self.polls += 1
+        if self.polls == 1 and self is _Child.started[0]:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 128 + signal.SIGTERM if self.signals else None
+
+    def wait(self):
+        assert self.signals, "the sweep waits on a child it never told to stop"
+        return 128 + signal.SIGTERM
+
+
+def test_signals_to_a_sweep_of_processes_reach_every_running_child(tmp_path, monkeypatch):
+    """Two signals in quick succession (before the loop passes the first on) still stop every
+    running child, and a child that saved and exited on SIGTERM (143) is interrupted, not
+    failed: it is not done and resumes."""
+    _Child.started = []
+    fake = types.SimpleNamespace(Popen=_Child, STDOUT=subprocess.STDOUT)
+    monkeypatch.setattr(sweep_mod, "subprocess", fake)  # only the sweep's children are fakes
+    path = write_program(tmp_path / "p.py", steps=3)
+    result = sweep(path, [0, 1, 2], tmp_path / "sw", processes=True, console=quiet())
+    assert result["interrupted"] and len(_Child.started) == 2  # 2 jobs at a time; seed 2 waits
+    assert all(child.signals == [signal.SIGTERM] for child in _Child.started)
+    for s in ("0", "1"):
+        assert result["records"][s]["status"] == "interrupted" and not result["records"][s]["done"]
+    assert result["records"]["2"]["status"] == "waiting"
