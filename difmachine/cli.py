@@ -232,8 +232,8 @@ def run(
         pass  # load_program says what is wrong with it
     else:
         _writable_dir(run_dir)
-    program = load_program(program_file, overrides).replace(
-        steps=steps, batch_size=batch_size, seed=seed
+    program = load_program(program_file, overrides, steps=steps).replace(
+        batch_size=batch_size, seed=seed
     )
     layout = None
     if devices is not None or jax.process_count() > 1:

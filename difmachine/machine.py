@@ -153,6 +153,9 @@ class Machine(AbstractMachine):
         machine = self.bind_contexts(contexts or {})
         return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
+    def contexts_read(self) -> frozenset[str]:
+        return frozenset(d.context() for d in self.devices if d.context() is not None)
+
     def check_contexts(self, provided: Mapping[str, int | None]) -> None:
         for name, dev in zip(self.names, self.devices):
             wanted = dev.context()
@@ -323,7 +326,11 @@ class CompiledMachine(AbstractCompiledMachine):
             name: dev.init_state(p["devices"][name], per_device.get(name))
             for name, dev in zip(m.names, m.devices)
         }
-        return controller_state, dev_states, zeros(m.read_size)
+        reads = [
+            dev.first_read(p["devices"][name], dev_states[name])
+            for name, dev in zip(m.names, m.devices)
+        ]
+        return controller_state, dev_states, jnp.concatenate(reads) if reads else zeros(0)
 
     def cell(self, carry, z, probe=None, key=None):
         """One inner step: ``(carry, z) -> (carry, CellOutput(h, reads, traces))``.

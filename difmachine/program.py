@@ -93,6 +93,13 @@ class Program:
             self.machine.check_contexts(self.task.contexts)
         except ValueError as e:
             raise ProgramError(f"Program: {e}") from None
+        read = self.machine.contexts_read()
+        for name, fix in self.task.required_contexts.items():
+            if name not in read:
+                raise ProgramError(
+                    f"Program: {type(self.task).__name__} scores what the machine does with its "
+                    f"context {name!r}, which no part of the machine reads: {fix}"
+                )
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise ProgramError(
                 "Program optimizer must be an optax transformation, e.g. optax.adam(1e-3)"
@@ -229,11 +236,24 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_program(path: str | Path, overrides: dict[str, str] | None = None) -> Program:
+def load_program(
+    path: str | Path, overrides: dict[str, str] | None = None, *, steps: int | None = None
+) -> Program:
     """Import a program file and return its ``program``; every failure is a one-line ProgramError.
 
     ``overrides`` are the values of :func:`param` calls in the file (``--set name=value``).
+    ``steps`` (``--steps``) replaces the training budget; when the file reads a parameter
+    ``steps`` (a learning-rate schedule over the run, say), that parameter is set to it too, so
+    whatever the file derives from the budget follows it.
     """
+    program, used = _load_with(path, overrides)
+    if steps is not None and "steps" in used and (overrides or {}).get("steps") != str(steps):
+        program, used = _load_with(path, {**(overrides or {}), "steps": str(steps)})
+    return program if steps is None else program.replace(steps=steps)
+
+
+def _load_with(path: str | Path, overrides: dict[str, str] | None) -> tuple[Program, set[str]]:
+    """The file's program with ``overrides``, and the names of the parameters it read."""
     _overrides.clear()
     _overrides.update(overrides or {})
     _used.clear()
@@ -246,7 +266,8 @@ def load_program(path: str | Path, overrides: dict[str, str] | None = None) -> P
         raise ProgramError(
             f"{path} has no parameter {', '.join(sorted(unknown))} (it reads: {', '.join(sorted(_used)) or 'none'})"
         )
-    return dataclasses.replace(program, overrides=dict(overrides or {}), origin=origin)
+    used = set(_used)
+    return dataclasses.replace(program, overrides=dict(overrides or {}), origin=origin), used
 
 
 #: beside a run's ``program.py``: where the program came from and the local modules copied

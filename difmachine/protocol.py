@@ -135,6 +135,12 @@ class AbstractDevice(eqx.Module):
         self, params: Any, state: Any, iface: dict[str, jax.Array]
     ) -> tuple[Any, Any, dict]: ...
 
+    def first_read(self, params: Any, state: Any) -> jax.Array:
+        """What the controller reads from this device before its first step: ``[read_size]``.
+        Default zeros; a device whose initial state already holds something to read (an input
+        tape's first cell under its head) returns it."""
+        return jnp.zeros((self.read_size,), jnp.float32)
+
     def check_length(self, steps: int) -> None:
         """Raise ``ValueError`` if the device cannot run ``steps`` cell steps (fixed-capacity
         buffers); the compiler calls it with the sequence length times the inner steps."""
@@ -431,6 +437,11 @@ class AbstractMachine(eqx.Module):
     def check_contexts(self, provided: Mapping[str, int | None]) -> None:
         """Raise ``ValueError`` (one line) unless every part that reads a context gets it from
         ``provided`` (the task's contexts) or from the machine itself."""
+
+    def contexts_read(self) -> frozenset[str]:
+        """The names of the task's contexts some part of this machine reads (a program checks
+        that it reads the ones its task requires). Default: none."""
+        return frozenset()
 
     def prefers_remat(self) -> bool:
         """Whether recomputing each time step in the backward pass suits this machine (a

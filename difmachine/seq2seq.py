@@ -150,6 +150,10 @@ class Seq2Seq(AbstractMachine):
             return self.encoder.output_size
         return self.encoder_size
 
+    def contexts_read(self) -> frozenset[str]:
+        parts = [self.decoder, *([self.encoder] if isinstance(self.encoder, Machine) else [])]
+        return frozenset({SOURCE}).union(*(part.contexts_read() for part in parts))
+
     def check_contexts(self, provided):
         if SOURCE not in provided:
             have = ", ".join(sorted(provided)) or "none"

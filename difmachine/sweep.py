@@ -344,7 +344,7 @@ def sweep(
             )
     if jobs < 1:
         raise DifmachineError(f"--jobs must be at least 1, got {jobs}")
-    program = load_program(program_file, overrides).replace(steps=steps)
+    program = load_program(program_file, overrides, steps=steps)
     mode = "processes" if processes else "vmap"
     per_seed = {int(k): v for k, v in previous.get("records", {}).items()}
     records = [read_seed(seed_dir(out, s), program.replace(seed=s), per_seed.get(s)) for s in seeds]

@@ -23,7 +23,7 @@ The paper's training techniques, each a knob (``--set name=value``):
   numbers costs what it is; each length compiles once.
 - ``dropout``: dropout on the recurrence (on each CGRU's candidate; the paper's code drops 15%);
   0 = off.
-Give the budget as ``--set steps=N`` (not ``--steps``), so that the decay follows it.
+``--steps N`` (or ``--set steps=N``) sets the budget, and the decay follows it.
 Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
 """
 

@@ -23,7 +23,7 @@ neural_programmer evaluates both).
 Training aids: gradient clipping (`clip`), annealed Gaussian gradient noise of variance
 `noise / (1 + t)^0.55` (`--set noise=0` to turn it off) and a cosine decay of the learning rate
 to 1% over `steps` (`--set decay=false` for a constant rate; runs without it drift away from
-programs they had found; change the budget with `--set steps=N` so the decay follows).
+programs they had found; `--steps N` changes the budget and the decay follows).
 `--set seed=K` changes initialisation, data and noise. `difmachine trace RUN` prints the
 induced program ("step 1: greater(col A, 30) p=0.97; step 2: sum(col B, rows[1]) p=0.99"), the
 attention over the question and the row selector over the table's rows; `difmachine eval RUN

@@ -245,6 +245,35 @@ def test_program_parameters_with_set(tmp_path):
     one_line_error(invoke("show", path, "--set", "bits"), "name=value")
 
 
+SCHEDULED = """
+import optax
+import difmachine as dm
+
+steps = dm.param("steps", 100)
+program = dm.Program(
+    machine=dm.Machine(dm.RNN(4)),
+    task=dm.Parity(bits=3),
+    optimizer=optax.adam(optax.cosine_decay_schedule(1e-2, steps)),
+    steps=steps, eval_every=steps // 2,
+)
+"""
+
+
+def test_steps_moves_what_a_program_derives_from_its_steps_parameter(tmp_path):
+    """--steps N on a file that reads a `steps` parameter (a schedule over the run) sets the
+    parameter too, so the schedule follows the budget; a file without one keeps its own."""
+    from difmachine.program import load_program
+
+    path = tmp_path / "scheduled.py"
+    path.write_text(SCHEDULED)
+    program = load_program(path, {"steps": "60"}, steps=40)
+    assert program.steps == 40 and program.eval_every == 20
+    assert program.overrides == {"steps": "40"}
+    assert load_program(path).eval_every == 50
+    plain = load_program(write_program(tmp_path / "plain.py", steps=10), steps=30)
+    assert plain.steps == 30 and plain.overrides == {}
+
+
 def test_error_messages_keep_their_brackets(tmp_path):
     # rich markup must not eat "[plot]"-like text in an error message
     path = tmp_path / "bad.py"

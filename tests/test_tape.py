@@ -42,6 +42,22 @@ def test_input_tape_reads_the_cell_under_the_head():
     assert int(state["position"]) == 2  # clipped at the tape's end
 
 
+def test_the_first_step_reads_the_first_cell_and_other_devices_start_at_zero():
+    """Before it first moves, the input head is over cell 0, and the controller's first input
+    holds it (the paper's controller sees the cell under the head, then moves); a device
+    without a first read contributes zeros."""
+    tape = Context(np.eye(4, dtype=np.float32)[[2, 0, 3]], np.array([1, 1, 0], np.float32))
+    device = dm.InputTape(width=4)
+    np.testing.assert_array_equal(device.first_read({}, device.init_state({}, tape)), np.eye(4)[2])
+    machine = dm.Machine(
+        controller=dm.LSTM(4),
+        devices={"memory": dm.MemoryTape(cells=3, width=2), "input": device},
+    )
+    compiled = machine.compile(1, 2, key=jax.random.key(0))
+    _, _, reads = compiled.init_carry({"tape": tape})
+    np.testing.assert_array_equal(reads, np.concatenate([np.zeros(2), np.eye(4)[2]]))
+
+
 def test_check_devices():
     tape = Context(np.eye(3, dtype=np.float32)[[0, 2, 1, 1]], np.ones(4, np.float32))
     check_device(dm.InputTape(width=3), context=tape, steps=3, batch=2, max_examples=3)
@@ -304,3 +320,14 @@ def test_an_output_tape_machine_trains_and_traces(tmp_path):
     target, output = example.labels["target"], example.labels["output"]
     assert target[-1] == "$" and len(target) in (5, 7)  # 2 or 3 copies of 2 symbols, the end
     assert len(output) == len(target)  # every cell written once
+
+
+def test_an_output_tape_task_without_an_output_tape_is_a_clear_error():
+    """Scored by what an OutputTape writes, the task would otherwise train on nothing."""
+    with pytest.raises(
+        dm.ProgramError, match=r"no part of the machine reads.*OutputTape\(classes=3\)"
+    ):
+        dm.Program(
+            machine=dm.Machine(controller=dm.LSTM(4), devices={"input": dm.InputTape()}),
+            task=dm.TapeTransduce(symbols=2, max_length=3, output_tape=True),
+        )

@@ -6,8 +6,9 @@ controller's logits (the most likely move at evaluation) and trained with REINFO
 (:mod:`difmachine.stochastic`). A step touches one cell: its cost does not grow with the tape.
 
 - :class:`InputTape`: read-only; the tape is the context ``"tape"`` of the task (one vector per
-  cell, e.g. one-hot symbols and an end marker). The head moves first, then reads the cell under
-  it (zeros beyond the written cells).
+  cell, e.g. one-hot symbols and an end marker). The controller's first input holds the first
+  cell; then each step the head moves and reads the cell under it (zeros beyond the written
+  cells): as in the paper, the controller sees the cell under the head, then chooses the move.
 - :class:`MemoryTape`: ``cells x width`` read-write cells: the head writes the cell under it
   (``cell <- cell + g (value - cell)``, a sigmoid gate ``g``), moves, then reads the new cell.
 - :class:`OutputTape`: the paper's output tape: each step the controller proposes a prediction
@@ -62,7 +63,8 @@ class InputTape(AbstractStochasticDevice):
     """A read-only input tape (the task's context ``"tape"``) with a discrete head.
 
     ``width``: the tape's vector width (filled in from the task's context). Interface:
-    ``move`` (logits over ``moves``). Read: the cell under the head after the move.
+    ``move`` (logits over ``moves``). Read: the cell under the head after the move; before the
+    first step, the first cell (:meth:`first_read`).
     """
 
     width: int | None = eqx.field(static=True, default=None)
@@ -104,6 +106,9 @@ class InputTape(AbstractStochasticDevice):
         values = jnp.asarray(context.values, jnp.float32)
         values = values * jnp.asarray(context.mask, jnp.float32)[:, None]
         return {"tape": values, "position": jnp.zeros((), jnp.int32)}
+
+    def first_read(self, params, state):
+        return state["tape"][0]  # the cell under the head before it first moves
 
     def trace_spec(self):
         return _move_trace(self.moves)

@@ -123,6 +123,12 @@ class AbstractTask(eqx.Module):
         A machine's devices read them by name (``AbstractDevice.context``)."""
         return {}
 
+    @property
+    def required_contexts(self) -> dict[str, str]:
+        """Contexts the machine must read for the task's scoring to mean anything, each with
+        what to do when none of its parts does: ``{"output": "add an OutputTape ..."}``."""
+        return {}
+
     #: evaluate by greedy decoding that feeds each output back as the next input
     #: (:meth:`feedback`, :meth:`stop`) instead of teacher forcing
     generative: ClassVar[bool] = False

@@ -129,6 +129,16 @@ class TapeTransduce(_SymbolScoring, LevelCurriculum):
             return {"tape": self.tape_width, "output": 1}
         return {"tape": self.tape_width}
 
+    @property
+    def required_contexts(self):
+        if not self.output_tape:
+            return {}
+        fix = (
+            f"add an output tape, devices={{..., 'output': OutputTape(classes={self.classes})}} "
+            "with readout='output', or set output_tape=False"
+        )
+        return {"output": fix}
+
     def example(self, rng: np.random.Generator, length: int, repeats: int = 1):
         """One example: the tape's channels cell by cell, the target symbols (without the end
         class) and the rewind gap between copies."""
