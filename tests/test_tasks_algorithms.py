@@ -150,3 +150,13 @@ def test_binary_addition_answered_after_the_input_is_int_addition(k, seed):
         assert all(x == 2 for x in classes[len(digits) :])  # blanks after the sum
         assert sum(bit << i for i, bit in enumerate(digits)) == a + c
         assert batch.loss_mask[b, n:].all() and not batch.loss_mask[b, :n].any()
+
+
+def test_labels_name_each_step_for_traces():
+    task = dm.SearchPairs(keys=8, symbols=3, min_length=2, max_length=2)
+    batch = task.sample(np.random.default_rng(0), 1)
+    labels = task.labels(batch, 0)
+    segments, query, classes = read_episode(task, batch, 0)
+    (pairs,) = segments
+    assert labels["input"] == [f"{k}:{v}" for k, v in pairs] + [f"|{query}", "_", "_"]
+    assert labels["target"] == ["_"] * 3 + [str(classes[0]), "$"]

@@ -158,6 +158,27 @@ class AbstractKeyValueTask(_SymbolScoring):
             loss_mask[b, li : li + lt + 1] = 1.0
         return Batch(inputs, targets, mask, loss_mask)
 
+    def labels(self, batch: Batch, index: int) -> dict:
+        """For traces: each real input step as ``key:value``, ``|`` (a separator; ``|key``
+        with a query) or ``_`` (blank), and the target of each step (``_`` where unscored,
+        ``$`` for the end class)."""
+        n = int(batch.mask[index].sum())
+        K, S = self.keys, self.symbols
+        source = []
+        for row in batch.inputs[index, :n]:
+            key = str(int(np.argmax(row[:K]))) if row[:K].any() else ""
+            if row[K + S]:
+                source.append("|" + key)
+            elif row[K : K + S].any():
+                source.append(f"{key}:{int(np.argmax(row[K : K + S]))}")
+            else:
+                source.append("_")
+        target = [
+            ("$" if int(np.argmax(t)) == S else str(int(np.argmax(t)))) if scored else "_"
+            for t, scored in zip(batch.targets[index, :n], batch.loss_mask[index, :n] > 0)
+        ]
+        return {"input": source, "target": target}
+
 
 class SearchPairs(AbstractKeyValueTask):
     """Find a query key among ``n`` pairs sorted by key and output its value (the paper's
