@@ -82,12 +82,15 @@ from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat
 from .tasks import GraphTraversal as GraphTraversal
+from .tasks import MergePairs as MergePairs
 from .tasks import Parity as Parity
 from .tasks import PrioritySort as PrioritySort
 from .tasks import RepeatCopy as RepeatCopy
 from .tasks import Reverse as Reverse
 from .tasks import ReverseString as ReverseString
+from .tasks import SearchPairs as SearchPairs
 from .tasks import ShortestPath as ShortestPath
+from .tasks import SortPairs as SortPairs
 from .tasks import SortString as SortString
 from .tasks import SymbolCopy as SymbolCopy
 from .tasks import TableQA as TableQA

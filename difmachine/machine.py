@@ -38,6 +38,7 @@ from .errors import CompileError, DifmachineError
 from .halting.fixed import Fixed
 from .protocol import (
     HALTING,
+    INPUTS,
     SAMPLED,
     AbstractCompiledMachine,
     AbstractController,
@@ -51,6 +52,7 @@ from .protocol import (
     check_count,
     is_stochastic,
 )
+from .tasks.base import Context
 
 
 class Machine(AbstractMachine):
@@ -65,7 +67,11 @@ class Machine(AbstractMachine):
 
     A device that reads a context (``device.context()``, e.g. ``"source"``) gets the entry of that
     name from the contexts the machine is run with; :meth:`check_contexts` checks once, when a
-    program is built, that the task provides each of them.
+    program is built, that the task provides each of them. The machine provides one context
+    itself: ``"inputs"`` (``protocol.INPUTS``) is the example's whole input sequence,
+    ``Context(xs[T, input_size], mask[T])``, for a device that initialises its state from it
+    (e.g. ``HAMMemory(input_leaves=True)`` embeds it into its leaves); it is not available to
+    :meth:`CompiledMachine.generate`, whose inputs are made step by step.
     """
 
     controller: AbstractController
@@ -150,13 +156,14 @@ class Machine(AbstractMachine):
     # -- the machine-kind protocol --------------------------------------------------------------
 
     def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
-        machine = self.bind_contexts(contexts or {})
+        machine = self.bind_contexts({**(contexts or {}), INPUTS: input_size})
         return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
     def contexts_read(self) -> frozenset[str]:
         return frozenset(d.context() for d in self.devices if d.context() is not None)
 
     def check_contexts(self, provided: Mapping[str, int | None]) -> None:
+        provided = {**provided, INPUTS: None}  # the machine's own inputs
         for name, dev in zip(self.names, self.devices):
             wanted = dev.context()
             if wanted is not None and wanted not in provided:
@@ -311,15 +318,19 @@ class CompiledMachine(AbstractCompiledMachine):
 
     # -- running ------------------------------------------------------------------------------
 
-    def init_carry(self, context: Any = None, controller_state: Any = None):
+    def init_carry(self, context: Any = None, controller_state: Any = None, inputs=None):
         """The carried state before the first step.
 
         ``context``: the named contexts (``{"source": Context(...)}``), routed to the devices by
         :meth:`Machine.route`. ``controller_state`` replaces the controller's initial state (a
-        sequence-to-sequence decoder starts from the encoder's summary).
+        sequence-to-sequence decoder starts from the encoder's summary). ``inputs``: the
+        example's ``Context(xs, mask)``, for the devices that read the context ``"inputs"``.
         """
         m, p = self.machine, self.params
         per_device = m.route(context)
+        for name, dev in zip(m.names, m.devices):
+            if dev.context() == INPUTS:
+                per_device[name] = inputs
         if controller_state is None:
             controller_state = m.controller.init_state(p["controller"])
         dev_states = {
@@ -501,7 +512,7 @@ class CompiledMachine(AbstractCompiledMachine):
 
         if self.remat:
             body = jax.checkpoint(body)
-        carry = self.init_carry(context, controller_state)
+        carry = self.init_carry(context, controller_state, inputs=Context(xs, mask))
         final, steps = jax.lax.scan(body, carry, (zx, mask, probes, keys))
         aux = self._aux(final, steps, mask)
         if probes is not None:
@@ -530,6 +541,13 @@ class CompiledMachine(AbstractCompiledMachine):
         ``key``: see :meth:`__call__`.
         """
         self._check_length(steps)
+        for name, dev in zip(self.machine.names, self.machine.devices):
+            if dev.context() == INPUTS:
+                raise DifmachineError(
+                    f"device {name!r} ({type(dev).__name__}) reads the whole input sequence, "
+                    "which generative decoding makes step by step; use a task that is not "
+                    "generative"
+                )
         stop = stop or (lambda y: jnp.zeros((), bool))
         W_x = self.params["W_x"]
 

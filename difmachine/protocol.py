@@ -20,8 +20,9 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - ``context()`` (optional): the name of the context the device reads at ``init_state``
   (``"source"``, ``"story"``, ``"table"``...), or ``None``. A task provides named contexts
   (``AbstractTask.contexts``); a machine kind may provide more (a Seq2Seq hands its decoder the
-  encoder's states as ``"source"``). :meth:`AbstractMachine.check_contexts` checks once, when a
-  program is built, that every device gets the context it names.
+  encoder's states as ``"source"``; a :class:`~difmachine.Machine` hands any device that asks
+  for ``"inputs"``, :data:`INPUTS`, its own whole input sequence). :meth:`AbstractMachine.check_contexts`
+  checks once, when a program is built, that every device gets the context it names.
 
 Halting contract: a policy runs the machine's one-step ``cell(carry, z) -> (carry,
 CellOutput)`` for one input step and returns a :class:`Halted`; see :class:`AbstractHalting`.
@@ -254,6 +255,7 @@ class AbstractController(eqx.Module):
 
 HALTING = "halting"  # the halting policy's name among a machine's components (params, traces)
 SAMPLED = "sampled"  # the cell's record of its stochastic devices' log_prob and entropy
+INPUTS = "inputs"  # the context a recurrent Machine provides itself: its whole input sequence
 
 
 class CellOutput(NamedTuple):

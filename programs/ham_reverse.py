@@ -14,7 +14,8 @@ everything else by backpropagation. `--set mode=soft` is the differentiable DHAM
 weighted by the product of its branch probabilities; linear in the leaves).
 
 Differences from the paper: the controller writes the source into the leaves itself (the paper
-embeds the input into the leaves before the controller runs), and the write is gated.
+embeds the input into the leaves before the controller runs: `--set input_leaves=true`, which
+needs as many leaves as the episode has steps), and the write is gated.
 """
 
 import optax
@@ -30,6 +31,7 @@ program = dm.Program(
                 width=dm.param("width", 16),
                 hidden=dm.param("search_hidden", 32),
                 mode=dm.param("mode", "hard"),
+                input_leaves=dm.param("input_leaves", False),
             )
         },
     ),

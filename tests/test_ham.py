@@ -207,3 +207,75 @@ def test_trace_shows_the_path_down_the_tree():
     assert paths and all(
         int("".join("1" if c == "R" else "0" for c in p), 2) == int(j) for p, j in paths
     )
+
+
+# -- input_leaves: the paper's embedding of the input into the leaves ---------------------------
+
+
+@settings(max_examples=5, deadline=None)
+@given(leaves=sizes, data=st.data(), seed=st.integers(0, 1000))
+def test_input_leaves_embed_each_real_input_step(leaves, data, seed):
+    """Leaf ``t`` is ``tanh(W x_t + b)`` for each real step, the learned leaf elsewhere
+    (padding and beyond the sequence), and every inner node the JOIN of its children."""
+    T = data.draw(st.integers(1, leaves))
+    real = data.draw(st.integers(0, T))
+    device = dm.HAMMemory(leaves=leaves, width=3, hidden=4, input_leaves=True, input_size=5)
+    params = device.init_params(jax.random.PRNGKey(seed))
+    xs = np.asarray(jax.random.normal(jax.random.PRNGKey(seed + 1), (T, 5)))
+    mask = (np.arange(T) < real).astype(np.float32)
+    nodes = np.asarray(device.init_state(params, dm.Context(xs, mask)))
+    W, b = np.asarray(params["input"]["W"]), np.asarray(params["input"]["b"])
+    for t in range(leaves):
+        want = np.tanh(xs[t] @ W + b) if t < real else np.asarray(params["leaf"])
+        np.testing.assert_allclose(nodes[leaves - 1 + t], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nodes, ham.rejoin_all(params["join"], nodes, leaves), atol=1e-6)
+
+
+def test_input_leaves_without_the_option_draw_the_same_parameters():
+    plain = dm.HAMMemory(leaves=8, width=3, hidden=4)
+    embedded = dm.HAMMemory(leaves=8, width=3, hidden=4, input_leaves=True, input_size=2)
+    a, b = (d.init_params(jax.random.PRNGKey(0)) for d in (plain, embedded))
+    assert set(b) == set(a) | {"input"}
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves({k: b[k] for k in a})):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_check_device_input_leaves():
+    device = dm.HAMMemory(leaves=4, width=3, hidden=4, input_leaves=True, input_size=2)
+    context = dm.Context(np.eye(3, 2, dtype=np.float32), np.ones(3, np.float32))
+    check_device(device, steps=3, batch=2, max_examples=3, context=context)
+
+
+def test_machine_hands_the_device_its_whole_input_before_the_first_step():
+    """In a Machine the device's input width is bound at compile time and its leaves hold the
+    whole sequence before step 0: with the soft read (every leaf weighted) the first output
+    depends on later inputs, which the plain memory cannot see yet. Padding leaks nothing."""
+    xs = jax.random.normal(jax.random.PRNGKey(3), (6, 3))
+    later = xs.at[1:].set(-xs[1:])
+    for input_leaves in (False, True):
+        device = dm.HAMMemory(leaves=8, width=4, hidden=8, mode="soft", input_leaves=input_leaves)
+        model = dm.compile(dm.Machine(dm.LSTM(8), {"ham": device}), 3, 2, key=jax.random.PRNGKey(0))
+        assert model.machine.devices[0].input_size == (3 if input_leaves else None)
+        first = [float(jnp.abs(model(x)[0][0]).sum()) for x in (xs, later)]
+        assert (first[0] != first[1]) == input_leaves
+        padded = jnp.concatenate([xs[:4], jnp.full((2, 3), 9.0)])
+        mask = jnp.array([1, 1, 1, 1, 0, 0], jnp.float32)
+        np.testing.assert_allclose(model(padded, mask)[0][:4], model(xs[:4])[0], atol=1e-5)
+
+
+def test_input_leaves_errors_are_one_line():
+    device = dm.HAMMemory(leaves=8, width=3, input_leaves=True)
+    device.check_length(8)
+    with pytest.raises(ValueError, match="9 steps and there are 8 leaves; raise leaves to 16"):
+        device.check_length(9)
+    with pytest.raises(ValueError, match="drop capacity"):
+        dm.HAMMemory(leaves=8, width=3, input_leaves=True, capacity=4)
+    with pytest.raises(ValueError, match="input_leaves must be true or false"):
+        dm.HAMMemory(leaves=8, width=3, input_leaves="yes")
+    with pytest.raises(ValueError, match="compile it in a Machine"):
+        device.init_params(jax.random.PRNGKey(0))
+    model = dm.compile(dm.Machine(dm.LSTM(4), {"ham": device}), 2, 2, key=jax.random.PRNGKey(0))
+    with pytest.raises(dm.DifmachineError, match="device 'ham': .* raise leaves to 16"):
+        model(jnp.zeros((9, 2)))
+    with pytest.raises(dm.DifmachineError, match="reads the whole input sequence"):
+        model.generate(jnp.zeros(2), 3, lambda y: y)

@@ -25,14 +25,21 @@ Two modes:
   leaf, every leaf is written in proportion to its probability and the whole tree is
   re-JOINed (linear in ``n``).
 
-Deviations from the paper: the leaves start from one learned vector (the paper embeds the
-input sequence into the leaves before the controller runs; here the controller writes its
-inputs itself, like an NTM), and a sigmoid write gate ``g`` from the controller scales the
-update of the reached leaf: ``leaf <- leaf + g (WRITE(leaf, value) - leaf)``.
+The paper embeds the input sequence into the leaves before the controller runs. By default
+here the leaves start from one learned vector and the controller writes its inputs itself, like
+an NTM; ``input_leaves=True`` is the paper's embedding: leaf ``t`` starts as ``INP(x_t) =
+tanh(W x_t + b)`` for every real input step ``t`` (the whole episode, blank answer steps
+included; the machine hands the device its input sequence as the context ``"inputs"``), the
+other leaves from the learned vector, and the inner nodes are JOINed from them. A sequence then
+needs at most ``leaves`` steps.
+
+A further deviation: a sigmoid write gate ``g`` from the controller scales the update of the
+reached leaf: ``leaf <- leaf + g (WRITE(leaf, value) - leaf)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import equinox as eqx
@@ -40,7 +47,14 @@ import jax
 import jax.numpy as jnp
 
 from .._init import glorot, zeros
-from ..protocol import AbstractStochasticDevice, Field, Sampled, TraceField, check_counts
+from ..protocol import (
+    INPUTS,
+    AbstractStochasticDevice,
+    Field,
+    Sampled,
+    TraceField,
+    check_counts,
+)
 from ..stochastic import bernoulli
 
 MODES = ("hard", "soft")
@@ -284,6 +298,30 @@ def leaf_probabilities(params, nodes: jax.Array, query: jax.Array, leaves: int) 
     return probs
 
 
+# -- the input in the leaves -------------------------------------------------------------------
+
+
+def embed_inputs(params, leaves: int, inputs) -> jax.Array:
+    """A dense tree whose leaf ``t`` is ``INP(x_t) = tanh(W x_t + b)`` for each real step ``t``
+    of ``inputs`` (a ``Context(values[T, in], mask[T])``, ``T <= leaves``), the others the learned
+    ``params["leaf"]``, and every inner node the JOIN of its children."""
+    if inputs is None:
+        raise ValueError(
+            "HAMMemory input_leaves needs the input sequence as its context 'inputs' (a Machine "
+            "provides it)"
+        )
+    xs, mask = inputs
+    T, width = xs.shape[0], params["leaf"].shape[-1]
+    if T > leaves:
+        raise ValueError(f"HAMMemory input_leaves: {T} input steps do not fit {leaves} leaves")
+    embedded = jnp.tanh(_affine(xs.astype(jnp.float32), params["input"]["W"], params["input"]["b"]))
+    initial = jnp.broadcast_to(params["leaf"], (leaves, width))
+    real = jnp.asarray(mask)[:, None] > 0
+    leaf_values = initial.at[:T].set(jnp.where(real, embedded, initial[:T]))
+    nodes = jnp.concatenate([jnp.zeros((leaves - 1, width), leaf_values.dtype), leaf_values])
+    return rejoin_all(params["join"], nodes, leaves)
+
+
 # -- the device -----------------------------------------------------------------------------------
 
 
@@ -307,7 +345,10 @@ class HAMMemory(AbstractStochasticDevice):
     this step's write. ``hidden``: the SEARCH MLP's width. ``capacity`` (hard mode only): store
     only the written nodes, at most ``capacity`` accesses per sequence (``capacity * (log2 n +
     1)`` entries), so that nothing grows with ``leaves`` but the path; ``None`` stores the
-    whole tree (``2 * leaves - 1`` nodes). See the module docstring.
+    whole tree (``2 * leaves - 1`` nodes). ``input_leaves``: embed the machine's input sequence
+    into the leaves before the first step, one step per leaf (the paper's setup; the embedding's
+    input width ``input_size`` is bound when the machine is compiled). See the module
+    docstring.
     """
 
     leaves: int = eqx.field(static=True)
@@ -316,6 +357,8 @@ class HAMMemory(AbstractStochasticDevice):
     hidden: int = eqx.field(static=True, default=32)
     mode: str = eqx.field(static=True, default="hard")
     capacity: int | None = eqx.field(static=True, default=None)
+    input_leaves: bool = eqx.field(static=True, default=False)
+    input_size: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_counts(self, positive=("leaves", "width", "hidden"))
@@ -332,8 +375,33 @@ class HAMMemory(AbstractStochasticDevice):
                 "HAMMemory capacity (sparse storage) needs mode='hard': the soft mode writes "
                 "every leaf; drop capacity"
             )
+        if not isinstance(self.input_leaves, bool):
+            raise ValueError(
+                f"HAMMemory input_leaves must be true or false, got {self.input_leaves!r}"
+            )
+        if self.input_leaves and self.capacity is not None:
+            raise ValueError(
+                "HAMMemory input_leaves fills every leaf, which sparse storage (capacity) cannot "
+                "hold; drop capacity"
+            )
+        if self.input_size is not None:
+            check_counts(self, positive=("input_size",))
+
+    def context(self):
+        return INPUTS if self.input_leaves else None
+
+    def bind_context(self, width):
+        if not self.input_leaves or width is None or width == self.input_size:
+            return self
+        return dataclasses.replace(self, input_size=width)
 
     def check_length(self, steps: int) -> None:
+        if self.input_leaves and steps > self.leaves:
+            need = 1 << (steps - 1).bit_length()
+            raise ValueError(
+                f"HAMMemory input_leaves embeds one input step per leaf but the sequence takes "
+                f"{steps} steps and there are {self.leaves} leaves; raise leaves to {need}"
+            )
         if self.capacity is not None and steps > self.capacity:
             raise ValueError(
                 f"HAMMemory capacity {self.capacity} holds {self.capacity} accesses but the "
@@ -366,7 +434,7 @@ class HAMMemory(AbstractStochasticDevice):
     def init_params(self, key):
         d, q, h = self.width, self.query_size, self.hidden
         k_leaf, k_join, k_s1, k_s2, k_write = jax.random.split(key, 5)
-        return {
+        params = {
             "leaf": 0.1 * jax.random.normal(k_leaf, (d,), jnp.float32),
             "join": {"W": glorot(k_join, 2 * d, d), "b": zeros(d)},
             "search": {
@@ -377,8 +445,19 @@ class HAMMemory(AbstractStochasticDevice):
             },
             "write": {"W": glorot(k_write, 2 * d, d), "b": zeros(d)},
         }
+        if self.input_leaves:  # a key of its own: the other parameters are drawn as without
+            if self.input_size is None:
+                raise ValueError(
+                    "HAMMemory input_leaves needs its input width: compile it in a Machine (which "
+                    "binds it) or give input_size=..."
+                )
+            k_input = jax.random.fold_in(key, 5)
+            params["input"] = {"W": glorot(k_input, self.input_size, d), "b": zeros(d)}
+        return params
 
     def init_state(self, params, context=None):
+        if self.input_leaves:
+            return embed_inputs(params, self.leaves, context)
         if self.capacity is not None:
             entries = self.capacity * (depth(self.leaves) + 1)
             return empty_overlay(initial_levels(params, self.leaves), entries)
@@ -420,6 +499,7 @@ __all__ = [
     "HAMMemory",
     "depth",
     "descend",
+    "embed_inputs",
     "init_tree",
     "join",
     "leaf_probabilities",

@@ -1,5 +1,9 @@
 """Tasks: batch generators with their losses and metrics."""
 
+from .algorithms import AbstractKeyValueTask as AbstractKeyValueTask
+from .algorithms import MergePairs as MergePairs
+from .algorithms import SearchPairs as SearchPairs
+from .algorithms import SortPairs as SortPairs
 from .babi import Babi as Babi
 from .babi import BabiWords as BabiWords
 from .base import AbstractBitTask as AbstractBitTask

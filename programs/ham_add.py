@@ -1,0 +1,48 @@
+"""An LSTM with a hierarchical attentive memory adds binary numbers (Andrychowicz & Kurach 2016).
+
+Task: `BinaryAddition(answer_after=True)`, the layout for machines that read one symbol per
+step: the bits of `a` (least significant first), `+`, the bits of `b`, one symbol per step;
+then as many blank steps, on which the machine outputs the sum (least significant bit first)
+and then the blank class up to the end; every answer step is scored (`errors`: sequences with
+any wrong step). 1..8 bits per number in training (`length` is the bits per number);
+`difmachine eval RUN --lengths 8,16,32,64` tests up to 8 times longer, as the paper does.
+
+Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16, `hard` (the paper's
+HAM: log2(128) = 7 sampled left/right choices per step, trained with REINFORCE; see
+`programs/ham_reverse.py`). `--set mode=soft` is the differentiable DHAM.
+
+The paper's setup: the input `a_1 .. a_n + b_1 .. b_n =` and the output the n + 1 bits of the
+sum; the input embedded into the leaves before the controller runs. Differences: the first
+blank step plays `=`, the answer is scored over as many steps as the input (blank after the
+sum); the controller reads the bits one per step and writes them into the leaves itself, unless
+`--set input_leaves=true`; a gated write.
+"""
+
+import optax
+
+import difmachine as dm
+
+program = dm.Program(
+    machine=dm.Machine(
+        controller=dm.LSTM(dm.param("hidden", 64)),
+        devices={
+            "ham": dm.HAMMemory(
+                leaves=dm.param("leaves", 128),
+                width=dm.param("width", 16),
+                hidden=dm.param("search_hidden", 32),
+                mode=dm.param("mode", "hard"),
+                input_leaves=dm.param("input_leaves", False),
+            )
+        },
+    ),
+    task=dm.BinaryAddition(
+        min_bits=dm.param("min_bits", 1),
+        max_bits=dm.param("max_bits", 8),
+        answer_after=True,
+    ),
+    optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(dm.param("lr", 3e-3))),
+    batch_size=32,
+    steps=dm.param("steps", 5000),
+    eval_every=250,
+    reinforce=dm.Reinforce(normalise=True, entropy=dm.param("entropy", 0.01)),
+)
