@@ -20,11 +20,18 @@ def test_there_are_programs():
 # families whose own test file already trains, evaluates and traces a program through the CLI
 # (tests/test_neural_gpu.py): their smoke runs here are slow (a 41-position grid) and add nothing
 COVERED = {"neural_gpu_add", "neural_gpu_mul"}
+# ham_reverse's machine on other tasks (tests/test_tasks_algorithms.py tests the tasks): their
+# smoke runs (about 20 s each, compiling the hard HAM's tree) train nothing new, so here they
+# are built and given a batch; `pytest -m slow` trains them too
+SAME_MACHINE = {"ham_add", "ham_merge", "ham_search", "ham_sort"}
 
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, marks=pytest.mark.slow) if p.stem in COVERED else p for p in PROGRAMS],
+    [
+        pytest.param(p, marks=pytest.mark.slow) if p.stem in COVERED | SAME_MACHINE else p
+        for p in PROGRAMS
+    ],
     ids=lambda p: p.stem,
 )
 def test_program_trains_a_few_steps(path, tmp_path):
@@ -33,3 +40,12 @@ def test_program_trains_a_few_steps(path, tmp_path):
     assert result.step == 2 and not result.interrupted
     assert np.isfinite(result.metrics["loss"])
     assert (tmp_path / "run" / "checkpoint.eqx").exists()
+
+
+@pytest.mark.parametrize("name", sorted(SAME_MACHINE))
+def test_programs_on_a_tested_machine_build_and_sample(name):
+    program = dm.load_program(Path(__file__).parent.parent / "programs" / f"{name}.py")
+    model = dm.build(program)
+    batch = program.task.sample(np.random.default_rng(0), 2)
+    assert batch.inputs.shape[-1] == program.task.input_size
+    assert model.param_counts()
