@@ -8,9 +8,13 @@ then, one step per label, the machine must name the node reached (only those ste
 must write each triple to memory and at each hop look up the current node and label by content.
 
 `difmachine eval runs/dnc_graph_traversal --lengths 8,12,16` scores graphs with more nodes than
-trained (length = nodes, up to the 16 names). `--set adaptive=0.1` trains with a curriculum over
-the walk's length (one hop first). Over 5 seeds and 8,000 steps the DNC has not learned even the
-one-hop lookup, with or without it (README, the DNC's results): a longer budget is next.
+trained (length = nodes, up to the 16 names). Training follows a curriculum over the walk's
+length (`adaptive`, 0.1: one hop first, one hop more once under 10% of a 200-step window's walks
+were wrong; `--set adaptive=0` for none). With it, 5 of 5 seeds learned walks of 1-4 hops, by
+steps 21,500-23,000 (15-21 min each on this CPU), with 91-97% of whole walks right (median over
+seeds) on graphs of 8, 12 and 16 nodes; without it, no seed learned even one hop in 8,000 steps
+(README, the DNC's results). The NTM (programs/ntm_graph_traversal.py, the same curriculum)
+stayed at one hop for 25,000 steps.
 """
 
 import optax
@@ -33,11 +37,11 @@ program = dm.Program(
         min_hops=1,
         max_hops=dm.param("max_hops", 4),
         plan=dm.param("plan", 2),
-        adaptive=dm.param("adaptive", 0.0),
+        adaptive=dm.param("adaptive", 0.1),
     ),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
     batch_size=dm.param("batch_size", 16),
-    steps=dm.param("steps", 20_000),
+    steps=dm.param("steps", 40_000),
     eval_every=500,
     target=dm.param("target", 0.05),
 )
