@@ -19,6 +19,7 @@ import optax
 
 import difmachine as dm
 
+task = dm.param("task", 1)
 program = dm.Program(
     machine=dm.Machine(
         controller=dm.LSTM(dm.param("hidden", 64)),
@@ -27,8 +28,8 @@ program = dm.Program(
         ),
     ),
     task=dm.BabiWords(
-        task=dm.param("task", 1),
-        min_sentences=dm.param("min_sentences", 2),
+        task=task,
+        min_sentences=dm.param("min_sentences", max(2, task)),  # task 3 needs 3 sentences
         max_sentences=dm.param("max_sentences", 6),
         adaptive=dm.param("adaptive", 0.0),  # e.g. 0.1: a curriculum over the story's length
     ),

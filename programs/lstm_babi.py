@@ -9,11 +9,12 @@ import optax
 
 import difmachine as dm
 
+task = dm.param("task", 1)
 program = dm.Program(
     machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128))),
     task=dm.BabiWords(
-        task=dm.param("task", 1),
-        min_sentences=dm.param("min_sentences", 2),
+        task=task,
+        min_sentences=dm.param("min_sentences", max(2, task)),  # task 3 needs 3 sentences
         max_sentences=dm.param("max_sentences", 6),
     ),
     optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(dm.param("lr", 1e-3))),
