@@ -12,7 +12,8 @@ Machine: an LSTM controller with a `DNCMemory` of 32 slots of width 16 and 2 rea
 `difmachine eval runs/dnc_babi --lengths 4,6,10` varies the story length. The baseline without
 memory on the same budget is programs/lstm_babi.py, the NTM's programs/ntm_babi.py. Over 5 seeds
 and 6,000 steps none solves task 1: all three stop at about 0.47 wrong answers (loss 1.0),
-naming a place from the story, not always the right one (README, the DNC's results).
+naming a place from the story, not always the right one (README, the DNC's results); over 3
+seeds and 4,000 steps task 2 stops at 0.33 (the LSTM 0.36) and task 3 at 0.20.
 """
 
 import optax
