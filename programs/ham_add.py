@@ -11,38 +11,21 @@ Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16, `hard
 HAM: log2(128) = 7 sampled left/right choices per step, trained with REINFORCE; see
 `programs/ham_reverse.py`). `--set mode=soft` is the differentiable DHAM.
 
-The paper's setup: the input `a_1 .. a_n + b_1 .. b_n =` and the output the n + 1 bits of the
+The paper's setup (recalled, not yet checked against the paper): the input `a_1 .. a_n + b_1 .. b_n =` and the output the n + 1 bits of the
 sum; the input embedded into the leaves before the controller runs. Differences: the first
 blank step plays `=`, the answer is scored over as many steps as the input (blank after the
 sum); the controller reads the bits one per step and writes them into the leaves itself, unless
 `--set input_leaves=true`; a gated write.
 """
 
-import optax
+from ham_reverse import program as reverse  # the same machine, optimiser, budget and REINFORCE
 
 import difmachine as dm
 
-program = dm.Program(
-    machine=dm.Machine(
-        controller=dm.LSTM(dm.param("hidden", 64)),
-        devices={
-            "ham": dm.HAMMemory(
-                leaves=dm.param("leaves", 128),
-                width=dm.param("width", 16),
-                hidden=dm.param("search_hidden", 32),
-                mode=dm.param("mode", "hard"),
-                input_leaves=dm.param("input_leaves", False),
-            )
-        },
-    ),
+program = reverse.replace(
     task=dm.BinaryAddition(
         min_bits=dm.param("min_bits", 1),
         max_bits=dm.param("max_bits", 8),
         answer_after=True,
     ),
-    optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(dm.param("lr", 3e-3))),
-    batch_size=32,
-    steps=dm.param("steps", 5000),
-    eval_every=250,
-    reinforce=dm.Reinforce(normalise=True, entropy=dm.param("entropy", 0.01)),
 )

@@ -5,10 +5,10 @@ sequences and tests several times longer). Each episode is the source one symbol
 separator, then blank input steps on which the machine emits the reversed source and the end
 class (see `programs/stack_reverse.py` for the task's scoring).
 
-Machine: an LSTM of 64 units with a `HAMMemory` of 32 leaves of width 16. In `hard` mode (the
+Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16. In `hard` mode (the
 default, the paper's HAM) every step descends the tree by sampled left/right choices, reads the
-reached leaf, writes it through the gated WRITE map and re-JOINs the path: log2(32) = 5 choices
-and 6 touched nodes per step. The choices are trained with REINFORCE (`Reinforce`: reward minus
+reached leaf, writes it through the gated WRITE map and re-JOINs the path: log2(128) = 7 choices
+and 8 touched nodes per step. The choices are trained with REINFORCE (`Reinforce`: reward minus
 the example's task loss, a learned baseline, normalised advantages, a small entropy bonus);
 everything else by backpropagation. `--set mode=soft` is the differentiable DHAM (every leaf
 weighted by the product of its branch probabilities; linear in the leaves).
@@ -27,7 +27,7 @@ program = dm.Program(
         controller=dm.LSTM(dm.param("hidden", 64)),
         devices={
             "ham": dm.HAMMemory(
-                leaves=dm.param("leaves", 32),
+                leaves=dm.param("leaves", 128),
                 width=dm.param("width", 16),
                 hidden=dm.param("search_hidden", 32),
                 mode=dm.param("mode", "hard"),
