@@ -230,12 +230,13 @@ def test_resume_without_flags_continues_the_run_as_it_was_started(tmp_path):
     result = invoke("run", path, "--out", out, "--resume", "--steps", 6)
     assert result.exit_code == 0, result.output
     settings = checkpoint.read_header(out / "checkpoint.eqx")["settings"]
+    # --steps also sets the program's own `steps` parameter (what it derives from it follows)
     assert (settings["seed"], settings["batch_size"], settings["overrides"]) == (
         7,
         2,
-        {"lr": "0.02"},
+        {"lr": "0.02", "steps": "6"},
     )
-    program = dm.load_program(path, {"lr": "0.02"}).replace(seed=7, batch_size=2, steps=6)
+    program = dm.load_program(path, {"lr": "0.02"}, steps=6).replace(seed=7, batch_size=2)
     train(program, tmp_path / "reference", console=quiet())
     a, _ = state_of(out / "checkpoint.eqx", program)
     b, _ = state_of(tmp_path / "reference" / "checkpoint.eqx", program)
