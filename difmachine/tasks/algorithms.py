@@ -28,8 +28,8 @@ pads a batch to the longest episode ``max_length`` can make, so a run compiles o
   ``n`` values in the order of their keys (``2 n + 2`` steps).
 
 Where the paper is silent or differs, decided here: keys and values are one-hot symbols (the
-paper's are bit vectors: 5-bit keys and values, merge and sort priorities from ``{1/300, ...,
-300/300}``); keys are distinct in every task (the paper's search asks for the first of equal
+paper's are bit vectors; as we recall it, not yet checked against the paper: 5-bit keys and
+values, merge and sort priorities from ``{1/300, ..., 300/300}``); keys are distinct in every task (the paper's search asks for the first of equal
 keys), so each answer is unique; the output is the values alone, in key order (emitting the
 keys too would let a machine sort the keys without carrying their values); each generator is a
 pure function of the numpy generator it is given and valid by construction. Keys must outnumber
