@@ -82,6 +82,7 @@ from .tasks import Context as Context
 from .tasks import Copy as Copy
 from .tasks import DateFormat as DateFormat
 from .tasks import GraphTraversal as GraphTraversal
+from .tasks import MemoryInput as MemoryInput
 from .tasks import MergePairs as MergePairs
 from .tasks import Parity as Parity
 from .tasks import PrioritySort as PrioritySort

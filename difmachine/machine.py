@@ -70,7 +70,9 @@ class Machine(AbstractMachine):
     program is built, that the task provides each of them. The machine provides one context
     itself: ``"inputs"`` (``protocol.INPUTS``) is the example's whole input sequence,
     ``Context(xs[T, input_size], mask[T])``, for a device that initialises its state from it
-    (e.g. ``HAMMemory(input_leaves=True)`` embeds it into its leaves); it is not available to
+    (e.g. ``HAMMemory(input_leaves=True)`` embeds it into its leaves), unless the task provides
+    a context of that name itself (:class:`~difmachine.MemoryInput`: the input phase, handed over
+    whole, while the episode is only the answer steps); it is not available to
     :meth:`CompiledMachine.generate`, whose inputs are made step by step.
     """
 
@@ -156,7 +158,8 @@ class Machine(AbstractMachine):
     # -- the machine-kind protocol --------------------------------------------------------------
 
     def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
-        machine = self.bind_contexts({**(contexts or {}), INPUTS: input_size})
+        # the machine's own input sequence, unless the task hands it one named "inputs"
+        machine = self.bind_contexts({INPUTS: input_size, **(contexts or {})})
         return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
     def contexts_read(self) -> frozenset[str]:
@@ -328,8 +331,9 @@ class CompiledMachine(AbstractCompiledMachine):
         """
         m, p = self.machine, self.params
         per_device = m.route(context)
+        own = isinstance(context, Mapping) and INPUTS in context  # the task's, e.g. MemoryInput
         for name, dev in zip(m.names, m.devices):
-            if dev.context() == INPUTS:
+            if dev.context() == INPUTS and not own:
                 per_device[name] = inputs
         if controller_state is None:
             controller_state = m.controller.init_state(p["controller"])
@@ -464,10 +468,12 @@ class CompiledMachine(AbstractCompiledMachine):
         if steps.sampled is not None:  # a stochastic machine: what REINFORCE needs
             aux["log_prob"], aux["entropy"] = (jnp.sum(v) for v in steps.sampled)
             w = mask / jnp.maximum(jnp.sum(mask), 1.0)
-            h_mean = jax.lax.stop_gradient(w @ steps.h)
-            aux["baseline"] = (
-                h_mean @ self.params["baseline"]["w"] + self.params["baseline"]["b"][0]
-            )
+            h = jax.lax.stop_gradient(steps.h)
+            value_w, value_b = self.params["baseline"]["w"], self.params["baseline"]["b"][0]
+            aux["baseline"] = (w @ h) @ value_w + value_b
+            # per step, for Reinforce(credit="to_go"): each step's log-prob and a baseline on h_t
+            aux["step_log_prob"] = steps.sampled[0]
+            aux["step_baseline"] = h @ value_w + value_b
         return aux
 
     def __call__(

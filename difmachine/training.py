@@ -29,7 +29,7 @@ from .rundir import (
     locked,
     write_program,
 )
-from .stochastic import Reinforce, reinforce_terms, sample_key
+from .stochastic import Reinforce, reinforce_terms, reward_to_go_terms, sample_key
 from .tasks.base import AbstractTask, Batch
 
 EVAL_STREAM = 1  # separates evaluation randomness from training randomness
@@ -130,12 +130,26 @@ def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=No
     example_metrics = None
     if keys is not None and "log_prob" in aux:
         settings = reinforce or Reinforce()
-        if settings.reward == "loss":
-            rewards = -example_losses
+        if settings.credit == "to_go":  # each step's actions weighed by the reward still to come
+            step_loss = jax.vmap(lambda y, t, m: task.loss(y[None], t[None], m[None]))
+            step_rewards = -jax.vmap(step_loss)(ys, batch.targets, batch.loss_mask)
+            terms = reward_to_go_terms(
+                settings,
+                step_rewards,
+                aux["step_log_prob"],
+                aux["step_baseline"],
+                batch.mask,
+                aux["entropy"],
+            )
         else:
-            example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
-            rewards = -example_metrics[task.main_metric]
-        terms = reinforce_terms(settings, rewards, aux["log_prob"], aux["baseline"], aux["entropy"])
+            if settings.reward == "loss":
+                rewards = -example_losses
+            else:
+                example_metrics = jax.vmap(task.metrics)(ys, batch.targets, batch.loss_mask)
+                rewards = -example_metrics[task.main_metric]
+            terms = reinforce_terms(
+                settings, rewards, aux["log_prob"], aux["baseline"], aux["entropy"]
+            )
         extra = {**extra, **terms}
     total = task_loss + sum(extra.values(), jnp.zeros((), jnp.float32))
     if example_metrics is None:

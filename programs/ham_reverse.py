@@ -22,6 +22,16 @@ import optax
 
 import difmachine as dm
 
+# the paper's setup: the input goes into the leaves before the first step and the episode is only
+# the answer steps, so the controller sees nothing but what it reads from the tree
+memory_input = dm.param("memory_input", False)
+
+
+def layout(task):
+    """``task`` as the programs lay it out: wrapped in ``MemoryInput`` with ``memory_input``."""
+    return dm.MemoryInput(task) if memory_input else task
+
+
 program = dm.Program(
     machine=dm.Machine(
         controller=dm.LSTM(dm.param("hidden", 64)),
@@ -31,18 +41,22 @@ program = dm.Program(
                 width=dm.param("width", 16),
                 hidden=dm.param("search_hidden", 32),
                 mode=dm.param("mode", "hard"),
-                input_leaves=dm.param("input_leaves", False),
+                input_leaves=dm.param("input_leaves", memory_input),
             )
         },
     ),
-    task=dm.Reverse(
-        symbols=dm.param("symbols", 8),
-        min_length=dm.param("min_length", 4),
-        max_length=dm.param("max_length", 8),
+    task=layout(
+        dm.Reverse(
+            symbols=dm.param("symbols", 8),
+            min_length=dm.param("min_length", 4),
+            max_length=dm.param("max_length", 8),
+        )
     ),
     optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(dm.param("lr", 3e-3))),
     batch_size=32,
     steps=dm.param("steps", 5000),
     eval_every=250,
-    reinforce=dm.Reinforce(normalise=True, entropy=dm.param("entropy", 0.01)),
+    reinforce=dm.Reinforce(
+        normalise=True, entropy=dm.param("entropy", 0.01), credit=dm.param("credit", "sequence")
+    ),
 )

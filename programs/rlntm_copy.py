@@ -67,5 +67,7 @@ program = dm.Program(
     steps=dm.param("steps", 5000),
     eval_every=250,
     target=dm.param("target", 0.01),  # solved: at most 1% of 256 fresh sequences wrong
-    reinforce=dm.Reinforce(normalise=True, entropy=dm.param("entropy", 0.01)),
+    reinforce=dm.Reinforce(
+        normalise=True, entropy=dm.param("entropy", 0.01), credit=dm.param("credit", "sequence")
+    ),
 )

@@ -11,6 +11,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
 import difmachine as dm
@@ -21,6 +22,7 @@ from difmachine.stochastic import (
     bernoulli,
     categorical,
     reinforce_terms,
+    reward_to_go_terms,
     sample_key,
 )
 from difmachine.training import make_train_step
@@ -117,6 +119,75 @@ def test_reinforce_is_unbiased_against_the_exact_gradient(baseline):
     )
 
 
+def test_reward_to_go_is_unbiased_against_the_exact_gradient():
+    """Two steps, three actions each; step 0 earns ``r0[a0]``, step 1 ``r1[a0, a1]``. Weighing
+    step 0's action by ``r0 + r1`` and step 1's by ``r1`` alone (minus per-step baselines) has
+    the gradient of the exact expected total reward, found by enumerating the nine outcomes."""
+    theta = jnp.array([[0.3, -0.5, 0.1], [-0.2, 0.4, 0.0]])
+    r0 = jnp.array([1.0, 3.0, -2.0])
+    r1 = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5], [-2.0, 1.0, 0.3]])
+
+    def expected(t):
+        p0, p1 = jax.nn.softmax(t[0]), jax.nn.softmax(t[1])
+        return p0 @ r0 + p0 @ r1 @ p1
+
+    exact = jax.grad(expected)(theta)
+    settings = Reinforce(credit="to_go")
+
+    def sample_grad(key):
+        k0, k1 = jax.random.split(key)
+
+        def surrogate(t):
+            c0, c1 = categorical(t[0], k0), categorical(t[1], k1)
+            rewards = jnp.stack([r0[c0.action], r1[c0.action, c1.action]])[None]
+            logp = jnp.stack([c0.log_prob, c1.log_prob])[None]
+            terms = reward_to_go_terms(
+                settings, rewards, logp, jnp.array([[0.7, -0.3]]), jnp.ones((1, 2)), jnp.zeros(1)
+            )
+            return terms["reinforce"]
+
+        return -jax.grad(surrogate)(theta)
+
+    n = 20000
+    grads = np.asarray(jax.jit(jax.vmap(sample_grad))(jax.random.split(jax.random.PRNGKey(1), n)))
+    se = grads.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(grads.mean(axis=0) - np.asarray(exact)) < 4 * se + 1e-3)
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    rewards=arrays(np.float32, (3, 4), elements=st.floats(-3, 3, width=32)),
+    logp=arrays(np.float32, (3, 4), elements=st.floats(-3, 0, width=32)),
+    lengths=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+)
+def test_reward_to_go_terms_against_a_loop(rewards, logp, lengths):
+    """Against a plain loop: each real step weighs its log-prob by the rewards of its own and
+    later real steps minus its baseline; padding steps add nothing; normalising divides by the
+    standard deviation of the real steps' advantages."""
+    base = np.full((3, 4), 0.5, np.float32)
+    mask = (np.arange(4)[None, :] < np.array(lengths)[:, None]).astype(np.float32)
+    adv = np.zeros((3, 4))
+    for b in range(3):
+        for t in range(lengths[b]):
+            adv[b, t] = rewards[b, t : lengths[b]].sum() - base[b, t]
+    real = mask > 0
+    for normalise in (False, True):
+        terms = reward_to_go_terms(
+            Reinforce(credit="to_go", normalise=normalise, baseline=2.0),
+            jnp.asarray(rewards),
+            jnp.asarray(logp),
+            jnp.asarray(base),
+            jnp.asarray(mask),
+            jnp.zeros(3),
+        )
+        scale = adv[real].std() + 1e-6 if normalise else 1.0
+        want = -np.sum(adv / scale * logp * mask) / 3
+        np.testing.assert_allclose(terms["reinforce"], want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            terms["baseline"], 2.0 * np.mean(adv[real] ** 2), rtol=1e-4, atol=1e-4
+        )
+
+
 def test_reinforce_terms_options():
     rewards, logp = jnp.array([1.0, 2.0, 4.0]), jnp.array([-1.0, -0.5, -2.0])
     base, ent = jnp.array([2.0, 2.0, 2.0]), jnp.array([0.5, 0.5, 0.5])
@@ -130,6 +201,10 @@ def test_reinforce_terms_options():
     np.testing.assert_allclose(both["entropy_bonus"], -0.05, rtol=1e-6)
     with pytest.raises(ValueError, match="reward must be one of"):
         Reinforce(reward="accuracy")
+    with pytest.raises(ValueError, match="credit must be one of"):
+        Reinforce(credit="step")
+    with pytest.raises(ValueError, match="needs per-step rewards"):
+        Reinforce(credit="to_go", reward="metric")
 
 
 def _model(seed=0):
@@ -203,6 +278,12 @@ def test_train_step_gradient_reaches_the_policy_and_baseline():
     assert {"reinforce", "baseline", "entropy_bonus", "entropy"} <= set(metrics)
     assert float(metrics["refused"]) == 0
     assert not np.allclose(new.params["baseline"]["b"], model.params["baseline"]["b"])
+    per_step = make_train_step(
+        program.task, program.optimizer, reinforce=Reinforce(credit="to_go", normalise=True)
+    )
+    new2, _, m4 = per_step(model, opt_state, batch, sample_key(0, 0))
+    assert np.isfinite(m4["reinforce"]) and float(m4["refused"]) == 0
+    assert not np.allclose(new2.params["baseline"]["w"], model.params["baseline"]["w"])
     # the same key, the same step: sampling is a function of the key only
     again, _, m2 = step(model, opt_state, batch, sample_key(0, 0))
     np.testing.assert_array_equal(m2["reinforce"], metrics["reinforce"])

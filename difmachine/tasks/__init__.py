@@ -25,6 +25,7 @@ from .graph import ShortestPath as ShortestPath
 from .graves import AssociativeRecall as AssociativeRecall
 from .graves import PrioritySort as PrioritySort
 from .graves import RepeatCopy as RepeatCopy
+from .memory_input import MemoryInput as MemoryInput
 from .parity import Parity as Parity
 from .programmer import Arithmetic as Arithmetic
 from .programmer import TableQA as TableQA
