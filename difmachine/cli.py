@@ -197,6 +197,13 @@ def run(
             "(pip install -e '.[tensorboard]').",
         ),
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from another run's trained parameters wherever this machine has the "
+            "same ones (fine-tuning; e.g. a soft HAM run trained on as mode=hard)."
+        ),
+    ] = None,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
 
@@ -256,6 +263,7 @@ def run(
         name=name,
         parallel=layout,
         tensorboard=tensorboard,
+        init_from=init,
     )
     if layout is not None and not layout.is_main:
         raise typer.Exit(128 + int(result.signal) if result.interrupted else 0)
@@ -301,6 +309,13 @@ def sweep(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Program parameter name=value (repeatable).")
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start each seed from another run's parameters (run --init): seed s from "
+            "DIR/seed_s when DIR is a sweep. The seeds then run as processes."
+        ),
+    ] = None,
 ):
     """Train N seeds of a program (one vmapped function), then its success rate and spread."""
     from .program import parse_overrides
@@ -321,6 +336,7 @@ def sweep(
         jobs=jobs,
         console=console,
         name=_program_name(program_file),
+        init=init,
     )
     if result["interrupted"]:
         raise typer.Exit(130)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import equinox as eqx
+import jax
 
 from . import checkpoint
 from .errors import DifmachineError
@@ -339,6 +340,49 @@ def load_run(
     return program, model, header
 
 
+def warm_start(model: eqx.Module, run_dir: str | Path, *, trust: bool = False):
+    """``model`` with every parameter array that another run also has (the same path in the
+    parameters and the same shape) taken from that run's last checkpoint: fine-tuning, or
+    continuing a differentiable machine as its discrete variant (a soft ``HAMMemory`` run as
+    ``mode=hard``, whose REINFORCE baseline is new and starts fresh). Returns ``(model, line)``,
+    the line saying what was taken. An array whose shape differs is an error (another machine),
+    as is a source that shares no parameter; ``trust`` as for :func:`load_run`."""
+    _, source, _ = load_run(run_dir, trust=trust)
+    taken = {
+        jax.tree_util.keystr(path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(eqx.filter(source, eqx.is_array))[0]
+    }
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(eqx.filter(model, eqx.is_array))
+    new, fresh, used = [], [], set()
+    for path, leaf in leaves:
+        key = jax.tree_util.keystr(path)
+        if key not in taken:
+            new.append(leaf)
+            fresh.append(key)
+            continue
+        if taken[key].shape != leaf.shape or taken[key].dtype != leaf.dtype:
+            raise DifmachineError(
+                f"--init {run_dir}: its parameter {key} is {taken[key].dtype}{list(taken[key].shape)}"
+                f", this program's is {leaf.dtype}{list(leaf.shape)}: another machine; start "
+                "from a run of the same sizes"
+            )
+        new.append(taken[key])
+        used.add(key)
+    if not used:
+        raise DifmachineError(
+            f"--init {run_dir}: that run shares no parameter with this program's machine"
+        )
+    arrays = jax.tree_util.tree_unflatten(treedef, new)
+    model = eqx.combine(arrays, eqx.filter(model, eqx.is_array, inverse=True))
+    line = f"initialised {len(used)} of {len(leaves)} parameter arrays from {run_dir}"
+    if fresh:
+        line += f"; fresh: {', '.join(k.removeprefix('.params') for k in fresh)}"
+    unused = sorted(set(taken) - used)
+    if unused:
+        line += f"; not used: {', '.join(k.removeprefix('.params') for k in unused)}"
+    return model, line
+
+
 __all__ = [
     "CHECKPOINT",
     "BEST",
@@ -353,5 +397,6 @@ __all__ = [
     "load_run",
     "locked",
     "sign_program",
+    "warm_start",
     "write_program",
 ]

@@ -299,9 +299,14 @@ def sweep(
     jobs: int = MAX_JOBS,
     console: Console | None = None,
     name: str | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train ``seeds`` of the program in ``program_file`` into ``out/seed_<s>``; returns the
     contents of ``out/sweep.json`` (settings, every seed's record, the summary).
+
+    ``init``: each seed starts from another run's parameters (``difmachine run --init``): seed
+    ``s`` from ``init/seed_<s>`` when ``init`` is a sweep, else every seed from the run
+    ``init``. The seeds then run as processes.
 
     With ``resume`` the seeds, overrides and budget default to those the sweep was started
     with; each seed continues from its own checkpoint."""
@@ -333,6 +338,7 @@ def sweep(
         overrides = overrides or previous.get("overrides", {})
         steps = steps or previous.get("steps")
         processes = processes or previous.get("mode") == "processes"
+        init = init or previous.get("init")
     elif seeds is None:
         raise DifmachineError("no seeds: give --seeds N (seeds 0..N-1)")
     else:
@@ -345,6 +351,15 @@ def sweep(
     if jobs < 1:
         raise DifmachineError(f"--jobs must be at least 1, got {jobs}")
     program = load_program(program_file, overrides, steps=steps)
+    if init is not None:
+        init = str(init)
+        for s in seeds:
+            if not (_init_source(init, s) / CHECKPOINT).exists():
+                raise DifmachineError(
+                    f"--init {init}: {_init_source(init, s)} holds no trained run to start seed "
+                    f"{s} from"
+                )
+    processes = processes or init is not None  # each seed loads its own start
     mode = "processes" if processes else "vmap"
     per_seed = {int(k): v for k, v in previous.get("records", {}).items()}
     records = [read_seed(seed_dir(out, s), program.replace(seed=s), per_seed.get(s)) for s in seeds]
@@ -360,6 +375,7 @@ def sweep(
         "target": program.target,
         "main_metric": program.task.main_metric,
         "overrides": program.overrides,
+        "init": init,
     }
 
     def save_state(status: str, wall: float) -> dict:
@@ -398,7 +414,14 @@ def sweep(
             state["mode"] = mode = "processes"
     if interrupted is None:
         interrupted = _run_processes(
-            program_file, program, out, records, console, jobs=jobs, overrides=program.overrides
+            program_file,
+            program,
+            out,
+            records,
+            console,
+            jobs=jobs,
+            overrides=program.overrides,
+            init=init,
         )
     payload = save_state("interrupted" if interrupted else "done", time.perf_counter() - t0)
     console.print(seeds_table(records, main, title=f"{name}: {len(seeds)} seeds"))
@@ -701,7 +724,15 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
     return interrupted
 
 
-def _run_processes(program_file, program, out, records, console, *, jobs, overrides) -> bool:
+def _init_source(init: str | Path, seed: int) -> Path:
+    """The run seed ``seed`` starts from: its own seed's run in a sweep, else ``init`` itself."""
+    init = Path(init)
+    return seed_dir(init, seed) if (init / SWEEP_FILE).exists() else init
+
+
+def _run_processes(
+    program_file, program, out, records, console, *, jobs, overrides, init=None
+) -> bool:
     """Each unfinished seed as ``difmachine run ... --seed s --out DIR/seed_s``, ``jobs`` at a
     time; the table follows their ``metrics.jsonl``. Returns whether it was interrupted."""
     main = program.task.main_metric
@@ -718,6 +749,8 @@ def _run_processes(program_file, program, out, records, console, *, jobs, overri
             cmd += ["--set", f"{k}={v}"]
         if (seed_dir(out, r.seed) / CHECKPOINT).exists():
             cmd.append("--resume")
+        elif init is not None:
+            cmd += ["--init", str(_init_source(init, r.seed))]
         return cmd
 
     def refresh(r: SeedRecord, wall: float) -> None:

@@ -27,6 +27,7 @@ from .rundir import (
     clean_temporaries,
     eval_record,
     locked,
+    warm_start,
     write_program,
 )
 from .stochastic import Reinforce, reinforce_terms, reward_to_go_terms, sample_key
@@ -345,6 +346,7 @@ def train(
     parallel: DataParallel | None = None,
     max_refused: int = MAX_REFUSED,
     tensorboard: bool = False,
+    init_from: str | Path | None = None,
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
@@ -365,7 +367,16 @@ def train(
 
     ``tensorboard``: also write every metrics log row as TensorBoard scalars into
     ``run_dir/tensorboard`` (needs the ``tensorboard`` extra, :mod:`difmachine.tensorboard`).
+
+    ``init_from``: a run directory whose trained parameters a new run starts from, wherever
+    this program's machine has the same parameter (:func:`difmachine.rundir.warm_start`); a
+    resumed run continues from its own checkpoint instead.
     """
+    if init_from is not None and resume:
+        raise DifmachineError(
+            "a resumed run continues from its own checkpoint; drop --init (it applies when a run "
+            "starts)"
+        )
     if tensorboard:
         from .tensorboard import check_available
 
@@ -385,6 +396,7 @@ def train(
             parallel,
             max_refused,
             False,
+            init_from,
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -403,6 +415,7 @@ def train(
             parallel,
             max_refused,
             tensorboard,
+            init_from,
         )
 
 
@@ -418,7 +431,16 @@ def _cannot_write(path: Path, error: OSError, last_saved: int | None) -> Difmach
 
 
 def _train(
-    program, run_dir, program_file, resume, console, name, parallel, max_refused, tensorboard
+    program,
+    run_dir,
+    program_file,
+    resume,
+    console,
+    name,
+    parallel,
+    max_refused,
+    tensorboard,
+    init_from=None,
 ):
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
@@ -452,6 +474,9 @@ def _train(
         )
 
     model = build(program)
+    if init_from is not None:
+        model, line = warm_start(model, init_from)
+        console.print(line)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     start, best, best_step, last_saved = 0, None, None, None
     # an adaptive curriculum's state: the level and the window's (sum of main metric, steps)

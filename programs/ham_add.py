@@ -18,14 +18,17 @@ sum); the controller reads the bits one per step and writes them into the leaves
 `--set input_leaves=true`; a gated write.
 """
 
+from ham_reverse import layout
 from ham_reverse import program as reverse  # the same machine, optimiser, budget and REINFORCE
 
 import difmachine as dm
 
 program = reverse.replace(
-    task=dm.BinaryAddition(
-        min_bits=dm.param("min_bits", 1),
-        max_bits=dm.param("max_bits", 8),
-        answer_after=True,
+    task=layout(
+        dm.BinaryAddition(
+            min_bits=dm.param("min_bits", 1),
+            max_bits=dm.param("max_bits", 8),
+            answer_after=True,
+        )
     ),
 )

@@ -17,15 +17,18 @@ symbols; the output is the values alone, in key order; the controller reads the 
 step and writes them into the leaves itself, unless `--set input_leaves=true`; a gated write.
 """
 
+from ham_reverse import layout
 from ham_reverse import program as reverse  # the same machine, optimiser, budget and REINFORCE
 
 import difmachine as dm
 
 program = reverse.replace(
-    task=dm.MergePairs(
-        keys=dm.param("keys", 128),
-        symbols=dm.param("symbols", 8),
-        min_length=dm.param("min_length", 4),
-        max_length=dm.param("max_length", 8),
+    task=layout(
+        dm.MergePairs(
+            keys=dm.param("keys", 128),
+            symbols=dm.param("symbols", 8),
+            min_length=dm.param("min_length", 1),
+            max_length=dm.param("max_length", 8),
+        )
     ),
 )

@@ -18,15 +18,18 @@ unless `--set input_leaves=true` (the paper's embedding of the input into the le
 gated write.
 """
 
+from ham_reverse import layout
 from ham_reverse import program as reverse  # the same machine, optimiser, budget and REINFORCE
 
 import difmachine as dm
 
 program = reverse.replace(
-    task=dm.SearchPairs(
-        keys=dm.param("keys", 128),
-        symbols=dm.param("symbols", 8),
-        min_length=dm.param("min_length", 4),
-        max_length=dm.param("max_length", 8),
+    task=layout(
+        dm.SearchPairs(
+            keys=dm.param("keys", 128),
+            symbols=dm.param("symbols", 8),
+            min_length=dm.param("min_length", 2),
+            max_length=dm.param("max_length", 16),
+        )
     ),
 )
