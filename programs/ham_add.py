@@ -5,17 +5,18 @@ step: the bits of `a` (least significant first), `+`, the bits of `b`, one symbo
 then as many blank steps, on which the machine outputs the sum (least significant bit first)
 and then the blank class up to the end; every answer step is scored (`errors`: sequences with
 any wrong step). 1..8 bits per number in training (`length` is the bits per number);
-`difmachine eval RUN --lengths 8,16,32,64` tests up to 8 times longer, as the paper does.
+`difmachine eval RUN --lengths 8,16,32 --set leaves=256` tests up to 4 times longer.
 
-Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16, `hard` (the paper's
-HAM: log2(128) = 7 sampled left/right choices per step, trained with REINFORCE; see
-`programs/ham_reverse.py`). `--set mode=soft` is the differentiable DHAM.
+Machine and layout: `programs/ham_reverse.py`'s: the input phase embedded into the leaves before
+the first step and an episode of only the answer steps (`MemoryInput`), an LSTM of 64 units
+with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
+mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run.
 
 The paper's setup (recalled, not yet checked against the paper): the input `a_1 .. a_n + b_1 .. b_n =` and the output the n + 1 bits of the
 sum; the input embedded into the leaves before the controller runs. Differences: the first
 blank step plays `=`, the answer is scored over as many steps as the input (blank after the
-sum); the controller reads the bits one per step and writes them into the leaves itself, unless
-`--set input_leaves=true`; a gated write.
+sum); `--set memory_input=false`: the controller reads the bits one per step and writes them into
+the leaves itself; a gated write.
 """
 
 from ham_reverse import layout

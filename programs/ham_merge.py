@@ -3,18 +3,20 @@
 Task: `MergePairs`: two sequences of `length` (key, value) pairs, each sorted by key and each
 followed by a separator (a key of 128 and a value of 8 symbols per step, one-hot side by side;
 the 2 `length` keys distinct); on the blank steps after the second separator the machine
-outputs the 2 `length` values in the order of their keys, then the end class. Lengths 4..8 in
-training; `difmachine eval RUN --lengths 8,16,32,64` tests up to 8 times longer, as the paper
-does (64 pairs per sequence need 128 distinct keys: the default).
+outputs the 2 `length` values in the order of their keys, then the end class. Lengths 1..8 in
+training; `difmachine eval RUN --lengths 8,16,32 --set leaves=256` tests up to 4 times longer
+(64 pairs per sequence would need 128 distinct keys: the default).
 
-Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16, `hard` (the paper's
-HAM: log2(128) = 7 sampled left/right choices per step, trained with REINFORCE; see
-`programs/ham_reverse.py`). `--set mode=soft` is the differentiable DHAM.
+Machine and layout: `programs/ham_reverse.py`'s: the input phase embedded into the leaves before
+the first step and an episode of only the answer steps (`MemoryInput`), an LSTM of 64 units
+with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
+mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run.
 
 The paper's setup (recalled, not yet checked against the paper): priorities (keys) unique, drawn from {1/300, ..., 300/300}, values 5-bit
 vectors; the input embedded into the leaves before the controller runs. Differences: one-hot
-symbols; the output is the values alone, in key order; the controller reads the pairs one per
-step and writes them into the leaves itself, unless `--set input_leaves=true`; a gated write.
+symbols; the output is the values alone, in key order; `--set
+memory_input=false`: the controller reads the pairs one per step and writes them into the
+leaves itself; a gated write.
 """
 
 from ham_reverse import layout

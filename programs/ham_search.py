@@ -3,19 +3,19 @@
 Task: `SearchPairs`: `length` (key, value) pairs sorted by key, one pair per step (a key of 128
 and a value of 8 symbols, one-hot side by side; keys distinct), then a separator step that
 carries the query key; on the next (blank) step the machine outputs the query's value, then the
-end class. Lengths 4..8 in training; `difmachine eval RUN --lengths 8,16,32,64` tests up to 8
-times longer, as the paper does.
+end class. Lengths 2..16 in training; `difmachine eval RUN --lengths 16,32,64 --set leaves=256` tests up
+to 4 times longer.
 
-Machine: an LSTM of 64 units with a `HAMMemory` of 128 leaves of width 16, `hard` (the paper's
-HAM: log2(128) = 7 sampled left/right choices per step, trained with REINFORCE; see
-`programs/ham_reverse.py`). `--set mode=soft` is the differentiable DHAM.
+Machine and layout: `programs/ham_reverse.py`'s: the input phase embedded into the leaves before
+the first step and an episode of only the answer steps (`MemoryInput`), an LSTM of 64 units
+with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
+mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run.
 
 The paper's setup (recalled, not yet checked against the paper): 5-bit keys and values as bit vectors, the first of equal keys wanted, and the
 input embedded into the leaves before the controller runs, which then gets only two steps to
 answer, forcing a binary search. Differences: one-hot symbols and distinct keys (each answer
-unique); the controller reads the pairs one per step and writes them into the leaves itself,
-unless `--set input_leaves=true` (the paper's embedding of the input into the leaves); a
-gated write.
+unique); `--set memory_input=false`: the controller reads the pairs one per step and writes them
+into the leaves itself; a gated write.
 """
 
 from ham_reverse import layout
