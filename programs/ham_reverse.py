@@ -15,7 +15,10 @@ paper's HAM: every step descends the tree by sampled left/right choices, reads t
 writes it through the gated WRITE map and re-JOINs the path (log2(64) = 6 choices, O(log n));
 the choices are trained with REINFORCE (`Reinforce`: reward minus each step's task loss,
 credited to the steps before it (`credit="to_go"`), a learned per-step baseline, normalised
-advantages, a small entropy bonus); everything else by backpropagation.
+advantages, a small entropy bonus); everything else by backpropagation. From scratch the hard
+HAM learns nothing in this budget; started from a trained DHAM it is exact within 500 steps:
+`difmachine run programs/ham_reverse.py --set mode=hard --init runs/ham_reverse --steps 500
+--out runs/ham_reverse_hard`.
 
 `--set memory_input=false` is the NTM-like layout: the controller reads the source one symbol
 per step and must write it into the leaves itself (`input_leaves=true` then also embeds the
