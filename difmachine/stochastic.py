@@ -123,18 +123,12 @@ def reinforce_terms(
       minus the score-function estimate of ``grad E[R]``);
     - ``baseline``: ``settings.baseline * mean((R - b)^2)`` (trains only ``b``);
     - ``entropy_bonus``: ``-settings.entropy * mean(H)`` (only when ``settings.entropy > 0``).
+
+    It is :func:`reward_to_go_terms` with one step per example: the reward to go of the only
+    step is the example's reward.
     """
-    rewards = jax.lax.stop_gradient(rewards)
-    advantage = rewards - jax.lax.stop_gradient(baselines)
-    if settings.normalise:
-        advantage = advantage / (jnp.std(advantage) + 1e-6)
-    terms = {
-        "reinforce": -jnp.mean(advantage * log_probs),
-        "baseline": settings.baseline * jnp.mean((rewards - baselines) ** 2),
-    }
-    if settings.entropy > 0:
-        terms["entropy_bonus"] = -settings.entropy * jnp.mean(entropies)
-    return terms
+    r, logp, b = (a[:, None] for a in (rewards, log_probs, baselines))
+    return reward_to_go_terms(settings, r, logp, b, jnp.ones_like(r), entropies)
 
 
 def reward_to_go_terms(

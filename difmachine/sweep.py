@@ -354,10 +354,10 @@ def sweep(
     if init is not None:
         init = str(init)
         for s in seeds:
-            if not (_init_source(init, s) / CHECKPOINT).exists():
+            source = _init_source(init, s)
+            if not (source / CHECKPOINT).exists():
                 raise DifmachineError(
-                    f"--init {init}: {_init_source(init, s)} holds no trained run to start seed "
-                    f"{s} from"
+                    f"--init {init}: {source} holds no trained run to start seed {s} from"
                 )
     processes = processes or init is not None  # each seed loads its own start
     mode = "processes" if processes else "vmap"

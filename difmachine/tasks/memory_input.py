@@ -6,8 +6,6 @@ nothing but what it reads from the memory, must find the answer there.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from ..errors import DifmachineError
@@ -25,18 +23,17 @@ class MemoryInput(AbstractTask):
     input_size], mask[S])`` (what ``HAMMemory(input_leaves=True)`` embeds into its leaves,
     instead of the machine's own input sequence); the episode keeps only the steps from the
     first scored one to the last real one, each example shifted to start at step 0, with blank
-    inputs of the task's width. Both keep the task's padded length (a run compiles once, whatever
-    the mix of lengths in a batch), so a device holding one input step per slot needs as many
-    slots as the task's longest episode has steps. So the controller cannot read the input as it streams past and
+    inputs of the task's width. So the controller cannot read the input as it streams past and
     keep it in its own state: everything it learns about the input comes through the memory.
+
+    Both keep the task's padded length (a run compiles once, whatever the mix of lengths in a
+    batch), so a device holding one input step per slot needs as many slots as the task's
+    longest episode has steps.
 
     Loss, metrics, curriculum, ``length`` and evaluation are the task's.
     """
 
     task: AbstractTask
-
-    #: the task's contexts must not already include "inputs"
-    generative: ClassVar[bool] = False
 
     def __check_init__(self):
         if not isinstance(self.task, AbstractTask):
