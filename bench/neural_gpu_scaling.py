@@ -3,7 +3,8 @@ the compiled step's peak memory.
 
 A Neural GPU runs as many steps as the input is long, each over the whole ``width x n`` grid,
 so the work per example grows as ``n^2`` (``n = 2 k + 1`` symbols for ``k``-bit operands). For
-each ``--bits`` value: the program's machine (``programs/neural_gpu_add.py``, its defaults) on a
+each ``--bits`` value: the program's machine (``--program``, by default
+``programs/neural_gpu_add.py``; its defaults) on a
 batch of ``--batch-size`` additions of exactly ``k``-bit numbers; the training step (median of
 ``--repeats`` after two warm-ups, asserting that the timed steps compiled nothing) up to
 ``--max-train-bits``, the evaluation forward pass at every length; XLA's ``memory_analysis()``
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -31,6 +33,7 @@ PROGRAM = ROOT / "programs" / "neural_gpu_add.py"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--program", default=str(PROGRAM), help="a Neural GPU program file")
     p.add_argument("--bits", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200, 500])
     p.add_argument("--max-train-bits", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=16)
@@ -88,7 +91,8 @@ def run(args) -> int:
 
     if args.quick:
         args.bits, args.batch_size, args.repeats, args.max_train_bits = [5, 10], 2, 1, 10
-    program = load_program(PROGRAM, {})
+    program = load_program(args.program, {})
+    name = Path(args.program).name
     console.print(
         f"[bold]neural_gpu_scaling[/bold]  {machine_info()['platform']}  bits {args.bits}"
     )
@@ -105,7 +109,7 @@ def run(args) -> int:
             f"{bits} bits (n = {row['length']}): eval {row['eval_s_per_seq'] * 1e3:.1f} ms/seq"
             + (f", train step {row['train_step_s']:.3f} s" if "train_step_s" in row else "")
         )
-    table = Table(title=f"Neural GPU (neural_gpu_add.py), batch {args.batch_size}")
+    table = Table(title=f"Neural GPU ({name}), batch {args.batch_size}")
     cols = ["bits", "n", "train step s", "train peak MB", "eval ms/seq", "eval peak MB",
             "compile s (train / eval)", "growth exponent"]  # fmt: skip
     for col in cols:

@@ -44,6 +44,29 @@ Training techniques of the paper, as options of :class:`NeuralGPU`:
   it a key per example, derived from the run's seed and step, so a resumed run drops the same
   units); evaluation passes no key and drops nothing. The paper's code drops 15%.
 
+Later improvements, from Freivalds & Liepins 2017 ("Improving the Neural GPU Architecture for
+Algorithm Learning"; the details from the authors' code, LUMII-Syslab/DNGPU), as options:
+
+- ``nonlinearity="hard"``: the gates are ``hard_sigmoid(x) = clip(0.5 x + 0.5, 0, 1)`` and the
+  candidate ``hard_tanh(x) = clip(x, -1, 1)`` (the embedding too goes through the hard tanh); the
+  gates' biases start at 0.7 (``u``) and 0.5 (``r``), the constants the authors add.
+- ``saturation`` (default 0, off; hard only): the saturation cost, ``aux["losses"]
+  ["saturation"] = saturation * sum relu(|x| - 0.9)`` over the pre-activations ``x`` of ``u``,
+  ``r`` and the candidate, summed over channels and averaged over the real (step, row,
+  position) cells. It keeps the pre-activations from drifting deep into the flat parts where a
+  hard nonlinearity passes no gradient. The authors adapt its weight every 200 steps so that it
+  stays near ``lr`` times the task loss, capped at 1e-3; here it is a constant.
+- ``diagonal``: the diagonal gates. The kept state is shifted along the positions before the
+  update mixes it in, ``s' = u . shift(s) + (1 - u) . c`` (:func:`shift_diagonal`: a third of
+  the channels one position right, a third one left, the rest in place), so a kept value
+  travels along the sequence by itself.
+
+The authors' model is ``NeuralGPU(width=1, layers=1, kernel=(1, 3), nonlinearity="hard",
+diagonal=True, saturation=1e-3)`` with 48 channels for addition and 96 for multiplication
+(``programs/dngpu_add.py``); they train with AdaMax, dropout on the candidate (50% for addition,
+10% for multiplication) and no curriculum, and report binary multiplication learned in 800 steps
+where the original needed about 30,000.
+
 Traces: the component ``grid`` records, per step, the grid's mean over channels ``[w, n]``, and
 the answer read from the grid as it stands after that step (the readout applied to the first
 row: ``softmax(O s_i[0, t] + b)``, ``[classes, n]``); ``difmachine trace`` draws each grid row
@@ -54,6 +77,7 @@ step or two.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -126,40 +150,83 @@ def conv_matmul(s: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return patches(s, kw, kn) @ kernel.reshape(kw * kn * m, out) + bias[None, None, :]
 
 
+def hard_sigmoid(x: jax.Array) -> jax.Array:
+    """``clip(0.5 x + 0.5, 0, 1)`` (Freivalds & Liepins 2017's gates)."""
+    return jnp.clip(0.5 * x + 0.5, 0.0, 1.0)
+
+
+def hard_tanh(x: jax.Array) -> jax.Array:
+    """``clip(x, -1, 1)`` (Freivalds & Liepins 2017's candidate)."""
+    return jnp.clip(x, -1.0, 1.0)
+
+
+SATURATION_THRESHOLD = 0.9
+
+
+def saturation_excess(pre: jax.Array) -> jax.Array:
+    """``relu(|x| - 0.9)`` of each pre-activation: how far a hard nonlinearity's input is past
+    the point where it stops passing gradients (at ``|x| = 1``), less a margin."""
+    return jax.nn.relu(jnp.abs(pre) - SATURATION_THRESHOLD)
+
+
+def shift_diagonal(s: jax.Array) -> jax.Array:
+    """The diagonal gates' shift of the kept state (Freivalds & Liepins 2017), along the
+    positions of ``s[w, n, m]``. With ``k = m // 3``: the first ``m - 2 k`` channels stay where
+    they are, the next ``k`` move one position right (``out[:, t] = s[:, t - 1]``) and the last
+    ``k`` one position left (``out[:, t] = s[:, t + 1]``), zeros entering at the ends. A value
+    the update gate keeps then travels along the sequence by itself, one position per step."""
+    m = s.shape[-1]
+    k = m // 3
+    if k == 0:
+        return s
+    stay, right, left = s[..., : m - 2 * k], s[..., m - 2 * k : m - k], s[..., m - k :]
+    from_left = jnp.pad(right, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+    from_right = jnp.pad(left, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+    return jnp.concatenate([stay, from_left, from_right], axis=-1)
+
+
 def cgru(
     params: dict,
     s: jax.Array,
-    sigmoid_cutoff: float = 1.2,
-    tanh_cutoff: float = 1.0,
+    gate=saturating_sigmoid,
+    candidate=jnp.tanh,
     convolve=conv,
     keep: jax.Array | None = None,
-):
+    diagonal: bool = False,
+) -> tuple[jax.Array, jax.Array]:
     """One convolutional gated recurrent unit (Kaiser & Sutskever 2015, equation 1)::
 
-        u  = sat(U'  * s + B')                      update gate
-        r  = sat(U'' * s + B'')                     reset gate
-        s' = u . s + (1 - u) . tanh(U * (r . s) + B)
+        u  = gate(U'  * s + B')                     update gate
+        r  = gate(U'' * s + B'')                    reset gate
+        s' = u . s + (1 - u) . candidate(U * (r . s) + B)
 
     ``*`` is the convolution ``convolve`` (:func:`conv`, or :func:`conv_matmul`), ``.``
-    elementwise, ``sat`` :func:`saturating_sigmoid` (``tanh`` is :func:`saturating_tanh` with
-    ``tanh_cutoff``). ``params``: ``U_u, B_u`` (U', B'), ``U_r, B_r`` (U'', B''), ``U, B``.
-    Both gates read ``s``: they are one convolution with ``2 m`` output channels. ``keep``
-    (optional, shaped like ``s``): the candidate's dropout mask, already scaled (``0`` or
-    ``1 / (1 - p)``)."""
+    elementwise; ``gate`` is :func:`saturating_sigmoid` in the paper (:func:`hard_sigmoid` in
+    Freivalds & Liepins 2017), ``candidate`` ``tanh`` (:func:`hard_tanh`). ``params``: ``U_u,
+    B_u`` (U', B'), ``U_r, B_r`` (U'', B''), ``U, B``. Both gates read ``s``: they are one
+    convolution with ``2 m`` output channels. ``keep`` (optional, shaped like ``s``): the
+    candidate's dropout mask, already scaled (``0`` or ``1 / (1 - p)``). ``diagonal``: the kept
+    state is :func:`shift_diagonal` ``(s)`` instead of ``s`` (the diagonal gates of Freivalds &
+    Liepins 2017; the gates and the candidate still read ``s``). Returns ``(s', pre)``, ``pre[w,
+    n, 3 m]`` the pre-activations of ``u``, ``r`` and the candidate (for the saturation cost)."""
     m = s.shape[-1]
     kernel = jnp.concatenate([params["U_u"], params["U_r"]], axis=-1)
     gates = convolve(s, kernel, jnp.concatenate([params["B_u"], params["B_r"]]))
-    u = saturating_sigmoid(gates[..., :m], sigmoid_cutoff)
-    r = saturating_sigmoid(gates[..., m:], sigmoid_cutoff)
-    c = saturating_tanh(convolve(r * s, params["U"], params["B"]), tanh_cutoff)
+    u = gate(gates[..., :m])
+    r = gate(gates[..., m:])
+    pre_c = convolve(r * s, params["U"], params["B"])
+    c = candidate(pre_c)
     if keep is not None:
         c = c * keep
-    return u * s + (1.0 - u) * c
+    kept = shift_diagonal(s) if diagonal else s
+    return u * kept + (1.0 - u) * c, jnp.concatenate([gates, pre_c], axis=-1)
 
 
-def init_cgru(key: jax.Array, channels: int, kernel: tuple[int, int]) -> dict:
-    """Glorot-uniform kernels (fan in ``kw kn m``, fan out ``m``); the gates' biases start at 1
-    (``u`` near 0.7: the state is mostly kept at first, as in the paper's code), ``B`` at 0."""
+def init_cgru(key: jax.Array, channels: int, kernel: tuple[int, int], gate_bias=(1.0, 1.0)) -> dict:
+    """Glorot-uniform kernels (fan in ``kw kn m``, fan out ``m``); the gates' biases start at
+    ``gate_bias`` (``B'``, ``B''``), ``B`` at 0. The paper's ``(1, 1)`` puts ``u`` near 0.7: the
+    state is mostly kept at first, as in its code; Freivalds & Liepins add the constants ``0.7``
+    and ``0.5`` to the hard gates' inputs (``u = 0.85``, ``r = 0.75`` at first)."""
     kw, kn = kernel
     m = channels
     ku, kr, kc = jax.random.split(key, 3)
@@ -169,9 +236,9 @@ def init_cgru(key: jax.Array, channels: int, kernel: tuple[int, int]) -> dict:
 
     return {
         "U_u": k(ku),
-        "B_u": full((m,), 1.0),
+        "B_u": full((m,), gate_bias[0]),
         "U_r": k(kr),
-        "B_r": full((m,), 1.0),
+        "B_r": full((m,), gate_bias[1]),
         "U": k(kc),
         "B": zeros(m),
     }
@@ -188,6 +255,13 @@ def relaxation_penalty(copies: Any) -> jax.Array:
 
 CONVOLUTIONS = {"xla": conv, "matmul": conv_matmul}
 
+# nonlinearity -> (gate, candidate, the gates' initial biases B', B''); the saturating pair takes
+# the spec's cutoffs (see CompiledNeuralGPU._nonlinearities)
+NONLINEARITIES = {
+    "saturating": (saturating_sigmoid, saturating_tanh, (1.0, 1.0)),
+    "hard": (hard_sigmoid, hard_tanh, (0.7, 0.5)),
+}
+
 # -- the spec -----------------------------------------------------------------------------------
 
 
@@ -199,7 +273,8 @@ class NeuralGPU(AbstractMachine):
     """A Neural GPU: a grid of ``width`` rows x input length x ``channels``, ``layers`` CGRUs per
     step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is
     long. See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``,
-    ``relax``, ``relax_pull``, ``dropout``). The paper's sizes: ``width=4, channels=24, layers=2,
+    ``relax``, ``relax_pull``, ``dropout``; Freivalds & Liepins's ``nonlinearity="hard"``,
+    ``saturation``, ``diagonal``). The paper's sizes: ``width=4, channels=24, layers=2,
     kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`: the patches times
     the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
     ``lax.conv_general_dilated``); the same function, a different speed."""
@@ -214,6 +289,9 @@ class NeuralGPU(AbstractMachine):
     relax_pull: float = eqx.field(static=True, default=1e-3)
     convolution: str = eqx.field(static=True, default="matmul")
     dropout: float = eqx.field(static=True, default=0.0)
+    nonlinearity: str = eqx.field(static=True, default="saturating")
+    diagonal: bool = eqx.field(static=True, default=False)
+    saturation: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         for name in ("width", "channels", "layers", "relax"):
@@ -239,6 +317,27 @@ class NeuralGPU(AbstractMachine):
         d = self.dropout
         if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
             raise ValueError(f"NeuralGPU dropout must be a number in [0, 1), got {d!r}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"NeuralGPU nonlinearity must be one of {sorted(NONLINEARITIES)}, "
+                f"got {self.nonlinearity!r}"
+            )
+        hard = self.nonlinearity == "hard"
+        if hard and (self.sigmoid_cutoff, self.tanh_cutoff) != (1.2, 1.0):
+            raise ValueError(
+                "NeuralGPU sigmoid_cutoff and tanh_cutoff shape the saturating nonlinearities; "
+                "the hard ones have none: drop them or use nonlinearity='saturating'"
+            )
+        s = self.saturation
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"NeuralGPU saturation must be a non-negative number, got {s!r}")
+        if s > 0 and not hard:
+            raise ValueError(
+                "NeuralGPU saturation is the cost of the hard nonlinearities' saturation: "
+                "use it with nonlinearity='hard'"
+            )
+        if not isinstance(self.diagonal, bool):
+            raise ValueError(f"NeuralGPU diagonal must be true or false, got {self.diagonal!r}")
         if not isinstance(self.relax_pull, (int, float)) or self.relax_pull < 0:
             raise ValueError(
                 f"NeuralGPU relax_pull must be a non-negative number, got {self.relax_pull!r}"
@@ -252,7 +351,10 @@ class NeuralGPU(AbstractMachine):
             self.relax, self.layers, -1
         )
         # every leaf [relax, layers, ...]: copy c, layer l of the CGRU stack
-        stack = jax.vmap(jax.vmap(lambda k: init_cgru(k, self.channels, self.kernel)))(stack_keys)
+        bias = NONLINEARITIES[self.nonlinearity][2]
+        stack = jax.vmap(jax.vmap(lambda k: init_cgru(k, self.channels, self.kernel, bias)))(
+            stack_keys
+        )
         params = {
             "embed": glorot(k_e, input_size, self.channels),
             "cgru": stack,
@@ -301,13 +403,20 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         mask = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         length = jnp.sum(mask)
         convolve = CONVOLUTIONS[spec.convolution]
+        gate, candidate = self._nonlinearities()
+        hard = spec.nonlinearity == "hard"
         columns = mask[None, :, None]  # [1, n, 1]: zero the padded columns after every CGRU
-        embedded = (xs.astype(jnp.float32) @ p["embed"]) * mask[:, None]
+        embedded = xs.astype(jnp.float32) @ p["embed"]
+        if hard:  # Freivalds & Liepins: the embedding too goes through the hard tanh
+            embedded = hard_tanh(embedded)
+        embedded = embedded * mask[:, None]
         s0 = jnp.zeros((spec.width, n, spec.channels), jnp.float32).at[0].set(embedded)
 
         dropping = key is not None and spec.dropout > 0
+        costing = spec.saturation > 0
 
-        def body(s, i):
+        def body(carry, i):
+            s, excess = carry if costing else (carry, None)
             copy = jax.tree.map(lambda a: a[i % spec.relax], p["cgru"])
             new = s
             for layer in range(spec.layers):
@@ -317,21 +426,30 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
                     k = jax.random.fold_in(jax.random.fold_in(key, i), layer)
                     kept = jax.random.bernoulli(k, 1.0 - spec.dropout, s.shape)
                     keep = kept.astype(jnp.float32) / (1.0 - spec.dropout)
-                new = (
-                    cgru(params, new, spec.sigmoid_cutoff, spec.tanh_cutoff, convolve, keep)
-                    * columns
-                )
+                new, pre = cgru(params, new, gate, candidate, convolve, keep, spec.diagonal)
+                new = new * columns
+                if costing:  # the real cells of the real steps only
+                    real = columns * (i < length)
+                    excess = excess + jnp.sum(saturation_excess(pre) * real)
             s = jnp.where(i < length, new, s)  # an example of length L takes L steps
+            carry = (s, excess) if costing else s
             if not trace:
-                return s, None
+                return carry, None
             answer = jax.nn.softmax(s[0] @ p["W_o"] + p["b_o"][None, :], axis=-1)
-            return s, (jnp.mean(s, axis=-1), answer.T)
+            return carry, (jnp.mean(s, axis=-1), answer.T)
 
         if self.remat:
             body = jax.checkpoint(body)
-        final, recorded = jax.lax.scan(body, s0, jnp.arange(n))
-        ys = final[0] @ p["W_o"] + p["b_o"][None, :]
+        init = (s0, jnp.zeros((), jnp.float32)) if costing else s0
+        final, recorded = jax.lax.scan(body, init, jnp.arange(n))
         losses = {}
+        if costing:
+            final, excess = final
+            # summed over channels and the three pre-activations, averaged over the real
+            # (step, row, position) cells: the authors' normalisation (they divide by n^2)
+            cells = spec.width * jnp.maximum(length, 1.0) ** 2
+            losses["saturation"] = spec.saturation * excess / cells
+        ys = final[0] @ p["W_o"] + p["b_o"][None, :]
         if spec.relax > 1:
             losses["relaxation"] = spec.relax_pull * relaxation_penalty(p["cgru"])
         if trace:
@@ -339,6 +457,15 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
             recorded = {GRID: {"grid": grids, "answer": answers}}
         aux = {"trace": recorded if trace else {}, "losses": losses, "stats": {}}
         return ys, aux
+
+    def _nonlinearities(self):
+        gate, candidate, _ = NONLINEARITIES[self.spec.nonlinearity]
+        if self.spec.nonlinearity == "saturating":
+            return (
+                functools.partial(gate, cutoff=self.spec.sigmoid_cutoff),
+                functools.partial(candidate, cutoff=self.spec.tanh_cutoff),
+            )
+        return gate, candidate
 
     def generate(self, first, steps, feedback, stop=None, *, trace=False, context=None):
         raise DifmachineError(
@@ -358,8 +485,16 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
             ["grid", f"{s.width} rows x input length x {s.channels} channels"],
             ["steps", "the input's length (each example its own)"],
             ["CGRUs per step", f"{s.layers}, kernel {s.kernel[0]}x{s.kernel[1]}"],
-            ["gates", f"saturating sigmoid, cutoff {s.sigmoid_cutoff}"],
-            ["candidate", f"tanh, cutoff {s.tanh_cutoff}"],
+            ["gates", f"saturating sigmoid, cutoff {s.sigmoid_cutoff}"]
+            if s.nonlinearity == "saturating"
+            else ["gates", "hard sigmoid clip(0.5 x + 0.5, 0, 1)"],
+            ["candidate", f"tanh, cutoff {s.tanh_cutoff}"]
+            if s.nonlinearity == "saturating"
+            else ["candidate", "hard tanh clip(x, -1, 1)"],
+            ["kept state", "shifted diagonally (a third right, a third left)"]
+            if s.diagonal
+            else ["kept state", "in place"],
+            ["saturation cost", f"{s.saturation:g}" if s.saturation else "none"],
             [
                 "dropout",
                 f"{s.dropout:g} of the candidate, in training" if s.dropout else "none",
@@ -391,6 +526,10 @@ __all__ = [
     "CompiledNeuralGPU",
     "cgru",
     "conv",
+    "hard_sigmoid",
+    "hard_tanh",
+    "saturation_excess",
+    "shift_diagonal",
     "conv_matmul",
     "patches",
     "init_cgru",

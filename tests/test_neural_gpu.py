@@ -1,6 +1,7 @@
 """The Neural GPU machine kind and the binary tasks (lean: small grids, few examples)."""
 
 import dataclasses
+import functools
 import json
 import textwrap
 
@@ -20,9 +21,12 @@ from difmachine.neural_gpu import (
     cgru,
     conv,
     conv_matmul,
+    hard_sigmoid,
+    hard_tanh,
     init_cgru,
     relaxation_penalty,
     saturating_sigmoid,
+    saturation_excess,
 )
 from difmachine.tasks.binary import BLANK, from_bits
 
@@ -53,6 +57,30 @@ def np_cgru(p, s, cutoff):
     return u * s + (1 - u) * np.tanh(np_conv(r * s, p["U"], p["B"]))
 
 
+def np_dcgru(p, s):
+    """Freivalds & Liepins's cell, written out cell by cell: hard gates, hard tanh, the kept
+    state shifted (a third of the channels from the left neighbour, a third from the right),
+    and the saturation excess summed over everything."""
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    w, n, m = s.shape
+    k = m // 3
+    pre = [np_conv(s, p["U_u"], p["B_u"]), np_conv(s, p["U_r"], p["B_r"])]
+    u, r = (np.clip(0.5 * x + 0.5, 0, 1) for x in pre)
+    pre.append(np_conv(r * s, p["U"], p["B"]))
+    c = np.clip(pre[2], -1, 1)
+    kept = np.zeros_like(s)
+    for t in range(n):
+        for j in range(m):
+            if j < m - 2 * k:
+                kept[:, t, j] = s[:, t, j]
+            elif j < m - k:
+                kept[:, t, j] = s[:, t - 1, j] if t > 0 else 0.0
+            else:
+                kept[:, t, j] = s[:, t + 1, j] if t + 1 < n else 0.0
+    excess = sum(np.sum(np.maximum(np.abs(x) - 0.9, 0)) for x in pre)
+    return u * kept + (1 - u) * c, excess
+
+
 @settings(max_examples=4, deadline=None)
 @given(
     w=st.integers(1, 3),
@@ -74,8 +102,28 @@ def test_cgru_matches_numpy(w, n, m, k, cutoff, seed):
             convolve(jnp.asarray(s), p["U"], p["B"]),
             atol=1e-5,
         )
-        got = cgru(p, jnp.asarray(s), cutoff, 1.0, convolve)
+        gate = functools.partial(saturating_sigmoid, cutoff=cutoff)
+        got, _ = cgru(p, jnp.asarray(s), gate, jnp.tanh, convolve)
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    w=st.integers(1, 2),
+    n=st.integers(1, 6),
+    m=st.integers(1, 7),
+    k=st.sampled_from([(1, 3), (3, 3)]),
+    seed=st.integers(0, 100),
+)
+def test_diagonal_hard_cgru_matches_numpy(w, n, m, k, seed):
+    key1, key2 = jax.random.split(jax.random.PRNGKey(seed))
+    p = init_cgru(key1, m, k, (0.7, 0.5))
+    p = {**p, "U": 3.0 * p["U"]}  # some candidates past the saturation threshold
+    s = np.asarray(jax.random.normal(key2, (w, n, m)))
+    want, want_excess = np_dcgru(p, s.astype(np.float64))
+    got, pre = cgru(p, jnp.asarray(s), hard_sigmoid, hard_tanh, conv_matmul, diagonal=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(float(jnp.sum(saturation_excess(pre))), want_excess, rtol=1e-4)
 
 
 def test_saturating_sigmoid_reaches_0_and_1_and_relaxation_penalty():
@@ -161,9 +209,41 @@ def test_dropout_draws_a_mask_per_key_and_evaluation_drops_nothing(model, batch)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
+def test_the_improved_cell_ignores_padding_and_its_saturation_cost_trains():
+    """Freivalds & Liepins's options together: a padded example gives its unpadded outputs and
+    saturation cost (the shift and the cost see only real cells), and the cost has gradients."""
+    spec = dm.NeuralGPU(
+        width=1,
+        channels=6,
+        layers=1,
+        kernel=(1, 3),
+        nonlinearity="hard",
+        diagonal=True,
+        saturation=0.5,
+    )
+    model = spec.compile(TASK.input_size, TASK.output_size, key=jax.random.PRNGKey(3))
+    model = eqx.tree_at(lambda m: m.params["cgru"]["U"], model, model.params["cgru"]["U"] * 4)
+    short = TASK.sample(np.random.default_rng(4), 1, length=3)  # n = 7
+    x, m = short.inputs[0], short.mask[0]
+    alone, aux = model(x, m)
+    junk = np.random.default_rng(5).normal(size=(4, x.shape[1])).astype(np.float32)
+    padded, padded_aux = model(
+        np.concatenate([x, junk]), np.concatenate([m, np.zeros(4, np.float32)])
+    )
+    np.testing.assert_allclose(padded[:7], alone, atol=1e-5)
+    cost = float(aux["losses"]["saturation"])
+    assert cost > 0 and float(padded_aux["losses"]["saturation"]) == pytest.approx(cost, 1e-5)
+    grads = jax.grad(lambda mdl: mdl(x, m)[1]["losses"]["saturation"])(model)
+    assert float(jnp.max(jnp.abs(grads.params["cgru"]["U"]))) > 0
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
+        ({"nonlinearity": "relu"}, "nonlinearity"),
+        ({"saturation": 1e-3}, "hard"),
+        ({"nonlinearity": "hard", "sigmoid_cutoff": 1.5}, "cutoff"),
         ({"dropout": 1.0}, "dropout"),
         ({"kernel": 2}, "odd"),
         ({"width": 0}, "width"),

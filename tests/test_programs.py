@@ -24,6 +24,9 @@ COVERED = {"neural_gpu_add", "neural_gpu_mul"}
 # smoke runs (about 20 s each, compiling the hard HAM's tree) train nothing new, so here they
 # are built and given a batch; `pytest -m slow` trains them too
 SAME_MACHINE = {"ham_add", "ham_merge", "ham_search", "ham_sort"}
+# the improved Neural GPU: its options are tested cell by cell in tests/test_neural_gpu.py and the
+# machine kind trains through the CLI there; a smoke run would compile one step per length
+SAME_MACHINE |= {"dngpu_add", "dngpu_mul"}
 
 
 @pytest.mark.parametrize(

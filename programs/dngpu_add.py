@@ -1,0 +1,68 @@
+"""The improved Neural GPU on binary addition (Freivalds & Liepins 2017, "Improving the Neural
+GPU Architecture for Algorithm Learning"; the settings of the authors' code, LUMII-Syslab/DNGPU).
+
+The task is ``neural_gpu_add.py``'s: two numbers of up to 20 bits, least significant bit first,
+around ``+``; the output, at the same positions, is their sum's bits then blanks. The machine
+is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
+``dm.NeuralGPU``:
+- one row (``width=1``) and one CGRU per step with a 3-wide kernel along the positions, 48
+  channels (96 for multiplication);
+- hard nonlinearities, ``hard_sigmoid(x) = clip(0.5 x + 0.5, 0, 1)`` and ``hard_tanh(x) =
+  clip(x, -1, 1)``, with the saturation cost ``saturation * relu(|x| - 0.9)`` on their inputs
+  (a constant weight here; the authors adapt it);
+- diagonal gates: the kept state moves along the positions, a third of the channels right and
+  a third left, ``s' = u . shift(s) + (1 - u) . c``;
+- dropout on the candidate (50% for addition, 10% for multiplication);
+- AdaMax, learning rate ``0.01 * 48 / channels``, no curriculum: lengths uniform in 1..20 bits,
+  one length per batch.
+Knobs (``--set name=value``): ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
+(false: the paper's saturating sigmoid and tanh), ``lr`` (0 = the authors' rule), ``decay``
+(cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. Differences from the authors' code:
+AdaMax without their schedule of beta2 and per-element clipping (a global clip instead), a
+cosine decay instead of their reduction on a plateau, one length per batch instead of every
+length bin at once (so a step costs what its length costs), and a constant saturation weight.
+Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
+"""
+
+import optax
+
+import difmachine as dm
+
+
+def dngpu(task_class, channels: int, dropout: float):
+    """The program for ``task_class`` (a binary task), with these defaults of ``channels`` and
+    ``dropout``; ``dngpu_mul.py`` calls it with the multiplication's."""
+    channels = dm.param("channels", channels)
+    steps = dm.param("steps", 10_000)
+    lr = dm.param("lr", 0.0) or 0.01 * 48 / channels
+    hard = dm.param("hard", True)
+    return dm.Program(
+        machine=dm.NeuralGPU(
+            width=1,
+            channels=channels,
+            layers=1,
+            kernel=(1, 3),
+            nonlinearity="hard" if hard else "saturating",
+            saturation=dm.param("saturation", 1e-3) if hard else 0.0,
+            diagonal=dm.param("diagonal", True),
+            dropout=dm.param("dropout", dropout),
+        ),
+        task=task_class(min_bits=1, max_bits=dm.param("bits", 20), curriculum=0.0, bucket=True),
+        optimizer=optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.adamax(
+                optax.cosine_decay_schedule(lr, steps, alpha=0.03)
+                if dm.param("decay", True)
+                else lr
+            ),
+        ),
+        batch_size=dm.param("batch_size", 32),
+        steps=steps,
+        eval_every=dm.param("eval_every", 200),
+        eval_samples=128,
+        checkpoint_every=200,
+        target=0.0,
+    )
+
+
+program = dngpu(dm.BinaryAddition, channels=48, dropout=0.5)
