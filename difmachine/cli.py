@@ -204,6 +204,15 @@ def run(
             "same ones (fine-tuning; e.g. a soft HAM run trained on as mode=hard)."
         ),
     ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            metavar="",
+            help="With --init: execute that run's program.py even though no run on this machine "
+            "wrote it.",
+        ),
+    ] = False,
 ):
     """Train a program: live progress, periodic evaluation, atomic checkpoints (Ctrl-C saves).
 
@@ -213,6 +222,8 @@ def run(
 
     _check_at_most("--seed", seed, MAX_SEED)
     _check_at_most("--batch-size", batch_size, MAX_BATCH)
+    if trust and init is None:
+        raise DifmachineError("--trust applies to --init RUN (a run made elsewhere); give --init")
     _check_at_most("--steps", steps, MAX_SEED)
     if tensorboard:
         from .tensorboard import check_available
@@ -264,6 +275,7 @@ def run(
         parallel=layout,
         tensorboard=tensorboard,
         init_from=init,
+        trust_init=trust,
     )
     if layout is not None and not layout.is_main:
         raise typer.Exit(128 + int(result.signal) if result.interrupted else 0)
@@ -316,6 +328,15 @@ def sweep(
             "DIR/seed_s when DIR is a sweep. The seeds then run as processes."
         ),
     ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            metavar="",
+            help="With --init: execute those runs' program.py even though no run on this "
+            "machine wrote them.",
+        ),
+    ] = False,
 ):
     """Train N seeds of a program (one vmapped function), then its success rate and spread."""
     from .program import parse_overrides
@@ -324,6 +345,8 @@ def sweep(
 
     if steps is not None and steps < 1:
         raise DifmachineError(f"--steps must be at least 1, got {steps}")
+    if trust and init is None:
+        raise DifmachineError("--trust applies to --init DIR (runs made elsewhere); give --init")
     seed_list = parse_seeds(seeds) if seeds is not None or not resume else None
     result = run_sweep(
         program_file,
@@ -337,6 +360,7 @@ def sweep(
         console=console,
         name=_program_name(program_file),
         init=init,
+        trust=trust,
     )
     if result["interrupted"]:
         raise typer.Exit(130)

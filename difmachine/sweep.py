@@ -300,13 +300,15 @@ def sweep(
     console: Console | None = None,
     name: str | None = None,
     init: str | Path | None = None,
+    trust: bool = False,
 ) -> dict:
     """Train ``seeds`` of the program in ``program_file`` into ``out/seed_<s>``; returns the
     contents of ``out/sweep.json`` (settings, every seed's record, the summary).
 
     ``init``: each seed starts from another run's parameters (``difmachine run --init``): seed
     ``s`` from ``init/seed_<s>`` when ``init`` is a sweep, else every seed from the run
-    ``init``. The seeds then run as processes.
+    ``init``. The seeds then run as processes; ``trust`` lets them load runs whose program no
+    run on this machine wrote (``run --init RUN --trust``).
 
     With ``resume`` the seeds, overrides and budget default to those the sweep was started
     with; each seed continues from its own checkpoint."""
@@ -422,6 +424,7 @@ def sweep(
             jobs=jobs,
             overrides=program.overrides,
             init=init,
+            trust=trust,
         )
     payload = save_state("interrupted" if interrupted else "done", time.perf_counter() - t0)
     console.print(seeds_table(records, main, title=f"{name}: {len(seeds)} seeds"))
@@ -731,7 +734,7 @@ def _init_source(init: str | Path, seed: int) -> Path:
 
 
 def _run_processes(
-    program_file, program, out, records, console, *, jobs, overrides, init=None
+    program_file, program, out, records, console, *, jobs, overrides, init=None, trust=False
 ) -> bool:
     """Each unfinished seed as ``difmachine run ... --seed s --out DIR/seed_s``, ``jobs`` at a
     time; the table follows their ``metrics.jsonl``. Returns whether it was interrupted."""
@@ -750,7 +753,7 @@ def _run_processes(
         if (seed_dir(out, r.seed) / CHECKPOINT).exists():
             cmd.append("--resume")
         elif init is not None:
-            cmd += ["--init", str(_init_source(init, r.seed))]
+            cmd += ["--init", str(_init_source(init, r.seed))] + (["--trust"] if trust else [])
         return cmd
 
     def refresh(r: SeedRecord, wall: float) -> None:

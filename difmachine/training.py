@@ -347,6 +347,7 @@ def train(
     max_refused: int = MAX_REFUSED,
     tensorboard: bool = False,
     init_from: str | Path | None = None,
+    trust_init: bool = False,
 ) -> RunResult:
     """Train ``program``, writing checkpoints and a metrics log under ``run_dir``.
 
@@ -370,7 +371,8 @@ def train(
 
     ``init_from``: a run directory whose trained parameters a new run starts from, wherever
     this program's machine has the same parameter (:func:`difmachine.rundir.warm_start`); a
-    resumed run continues from its own checkpoint instead.
+    resumed run continues from its own checkpoint instead. ``trust_init``: load it even though
+    no run on this machine wrote its program (``--trust``; see :func:`difmachine.load_run`).
     """
     if init_from is not None and resume:
         raise DifmachineError(
@@ -397,6 +399,7 @@ def train(
             max_refused,
             False,
             init_from,
+            trust_init,
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -416,6 +419,7 @@ def train(
             max_refused,
             tensorboard,
             init_from,
+            trust_init,
         )
 
 
@@ -441,6 +445,7 @@ def _train(
     max_refused,
     tensorboard,
     init_from=None,
+    trust_init=False,
 ):
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
@@ -475,7 +480,7 @@ def _train(
 
     model = build(program)
     if init_from is not None:
-        model, line = warm_start(model, init_from)
+        model, line = warm_start(model, init_from, trust=trust_init)
         console.print(line)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     start, best, best_step, last_saved = 0, None, None, None

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import difmachine as dm
 from difmachine.cli import app
-from difmachine.rundir import warm_start
+from difmachine.rundir import SIGNATURE, warm_start
 from difmachine.sweep import _init_source
 
 runner = CliRunner()
@@ -101,3 +101,15 @@ def test_a_sweep_starts_each_seed_from_its_own_seed(tmp_path):
         ["sweep", str(path), "--seeds", "2", "--init", str(sweep), "--out", str(tmp_path / "s")],
     )
     assert result.exit_code == 2 and "holds no trained run to start seed 0 from" in result.output
+
+
+def test_init_from_a_run_made_elsewhere_needs_trust(tmp_path):
+    path, soft = _soft_run(tmp_path)
+    (soft / SIGNATURE).unlink()  # as if copied from another machine: its program.py is unsigned
+    args = ["run", str(path), "--init", str(soft), "--out", str(tmp_path / "a")]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "pass --trust" in refused.output
+    trusted = runner.invoke(app, [*args, "--trust"])
+    assert trusted.exit_code == 0 and "initialised" in trusted.output, trusted.output
+    alone = runner.invoke(app, ["run", str(path), "--trust", "--out", str(tmp_path / "b")])
+    assert alone.exit_code == 2 and "--trust applies to --init" in alone.output
