@@ -61,7 +61,9 @@ def dngpu(task_class, channels: int, dropout: float):
         eval_every=dm.param("eval_every", 200),
         eval_samples=128,
         checkpoint_every=200,
-        target=0.0,
+        target=None,  # the whole budget: a run stopped at its first perfect evaluation of the
+        # training mix (0 of 128 wrong, at step 4,600 of 10,000) was 10% wrong at 20 bits and
+        # wrong on every sequence of 50 bits
     )
 
 
