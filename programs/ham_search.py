@@ -9,7 +9,9 @@ to 4 times longer.
 Machine and layout: `programs/ham_reverse.py`'s: the input phase embedded into the leaves before
 the first step and an episode of only the answer steps (`MemoryInput`), an LSTM of 64 units
 with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
-mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run.
+mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run. `--set
+adaptive=0.1`: a curriculum over the number of pairs (start at `min_length`, one more whenever
+fewer than 10% of the training sequences were wrong over 200 steps).
 
 The paper's setup (recalled, not yet checked against the paper): 5-bit keys and values as bit vectors, the first of equal keys wanted, and the
 input embedded into the leaves before the controller runs, which then gets only two steps to
@@ -30,6 +32,7 @@ program = reverse.replace(
             symbols=dm.param("symbols", 8),
             min_length=dm.param("min_length", 2),
             max_length=dm.param("max_length", 16),
+            adaptive=dm.param("adaptive", 0.0),
         )
     ),
 )

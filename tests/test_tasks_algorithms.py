@@ -160,3 +160,22 @@ def test_labels_name_each_step_for_traces():
     (pairs,) = segments
     assert labels["input"] == [f"{k}:{v}" for k, v in pairs] + [f"|{query}", "_", "_"]
     assert labels["target"] == ["_"] * 3 + [str(classes[0]), "$"]
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=seeds, level=st.integers(1, 4))
+def test_the_length_curriculum_draws_up_to_its_level_in_one_shape(seed, level):
+    """A level bounds the pairs drawn for training (every count from min_length up to it turns
+    up), keeps the padded shape (no recompile per level), moves up below its threshold, and
+    MemoryInput (the HAM's layout) passes it through."""
+    for name, kind in sorted(TASKS.items()):
+        task = kind(keys=16, min_length=1, max_length=4, adaptive=0.1)
+        batch = task.at_level(level).sample(np.random.default_rng(seed), 48)
+        counts = {len(read_episode(task, batch, b)[0][0]) for b in range(48)}
+        assert counts == set(range(1, level + 1)), name
+        assert batch.inputs.shape == task.sample(np.random.default_rng(seed), 48).inputs.shape
+    wrapped = dm.MemoryInput(task)
+    assert wrapped.curriculum_start() == 1 and task.next_level(level, 0.05) == min(level + 1, 4)
+    assert wrapped.at_level(level).task.level == level and task.next_level(level, 0.2) == level
+    with pytest.raises(ValueError, match="level must be within 1..4 pairs"):
+        task.at_level(5)

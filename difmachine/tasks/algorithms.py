@@ -46,7 +46,7 @@ import equinox as eqx
 import numpy as np
 
 from ..errors import DifmachineError
-from .base import Batch, check_range, draw_sizes, positive
+from .base import Batch, LevelCurriculum, check_range, draw_sizes, positive
 from .symbols import _SymbolScoring
 
 
@@ -55,18 +55,28 @@ class LengthError(DifmachineError, ValueError):
     ``ValueError`` for callers."""
 
 
-class AbstractKeyValueTask(_SymbolScoring):
+class AbstractKeyValueTask(_SymbolScoring, LevelCurriculum):
     """A task over ``(key, value)`` pairs laid out as a symbol episode; see the module
     docstring. Subclasses say how many input and output steps ``n`` pairs take
     (:meth:`steps`), how many distinct keys they use (:meth:`keys_needed`) and make one example
-    (:meth:`example`)."""
+    (:meth:`example`).
+
+    ``adaptive = b > 0``: a curriculum over the number of pairs. Training starts with
+    ``min_length`` pairs and allows one more (lengths drawn uniformly from ``min_length`` up to
+    the level) whenever fewer than ``b`` of its sequences over a window of 200 steps were wrong,
+    up to ``max_length``. The level is logged and kept in checkpoints; evaluation draws every
+    length; batches keep their padded shape at every level, so the run still compiles once."""
 
     keys: int = eqx.field(static=True, default=128)
     symbols: int = eqx.field(static=True, default=8)
     min_length: int = eqx.field(static=True, default=4)
     max_length: int = eqx.field(static=True, default=8)
+    adaptive: float = eqx.field(static=True, default=0.0)
+    level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
 
     length_name: ClassVar[str] = "length"
+    level_range: ClassVar[str] = "within {lo}..{hi} pairs"
+    adaptive_hint: ClassVar[str] = ", e.g. 0.1"
 
     def __check_init__(self):
         name = type(self).__name__
@@ -74,6 +84,10 @@ class AbstractKeyValueTask(_SymbolScoring):
         positive(name, "symbols", self.symbols)
         check_range(name, "length", self.min_length, self.max_length)
         self.check_keys(self.max_length, "max_length")
+        self.check_curriculum()
+
+    def curriculum_range(self) -> tuple[int, int]:
+        return self.min_length, self.max_length
 
     @staticmethod
     @abc.abstractmethod
@@ -141,7 +155,10 @@ class AbstractKeyValueTask(_SymbolScoring):
                     f"{name} sample(length=...) must be a positive integer (pairs), got {length!r}"
                 )
             self.check_keys(int(length))
-        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, self.max_length, length)
+        hi = self.max_length if self.level is None else self.level  # the curriculum's level
+        lengths, L_max = draw_sizes(rng, batch_size, self.min_length, hi, length)
+        if length is None:
+            L_max = self.max_length  # padded as at every level: one shape, one compile
         n_in, n_out = self.steps(L_max)
         T, S = n_in + n_out + 1, self.symbols
         inputs = np.zeros((batch_size, T, self.input_size), np.float32)
