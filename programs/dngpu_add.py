@@ -16,7 +16,8 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - AdaMax, learning rate ``0.01 * 48 / channels``, no curriculum: lengths uniform in 1..20 bits,
   one length per batch.
 Knobs (``--set name=value``): ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
-(false: the paper's saturating sigmoid and tanh), ``lr`` (0 = the authors' rule), ``decay``
+(false: the paper's saturating sigmoid and tanh), ``adaptive`` (Kaiser & Sutskever's curriculum,
+as in ``neural_gpu_add.py``; 0 = off, the authors'), ``lr`` (0 = the authors' rule), ``decay``
 (cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. Differences from the authors' code:
 AdaMax without their schedule of beta2 and per-element clipping (a global clip instead), a
 cosine decay instead of their reduction on a plateau, one length per batch instead of every
@@ -47,7 +48,13 @@ def dngpu(task_class, channels: int, dropout: float):
             diagonal=dm.param("diagonal", True),
             dropout=dm.param("dropout", dropout),
         ),
-        task=task_class(min_bits=1, max_bits=dm.param("bits", 20), curriculum=0.0, bucket=True),
+        task=task_class(
+            min_bits=1,
+            max_bits=dm.param("bits", 20),
+            curriculum=0.0,
+            bucket=True,
+            adaptive=dm.param("adaptive", 0.0),
+        ),
         optimizer=optax.chain(
             optax.clip_by_global_norm(1.0),
             optax.adamax(

@@ -7,13 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest_programs import OTHER, write_program
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 import difmachine as dm
 from difmachine import checkpoint, testing
 from difmachine.program import build
 from difmachine.rundir import CHECKPOINT
-from difmachine.training import batch_rng, make_train_step, train
+from difmachine.training import batch_rng, better, make_train_step, train
 
 
 def quiet():
@@ -265,3 +267,17 @@ def test_a_bad_chunk_is_refused(tmp_path, chunk):
     program = dm.load_program(write_program(tmp_path / "p.py"))
     with pytest.raises(dm.ProgramError, match="chunk must be a positive integer or None"):
         program.replace(chunk=chunk)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    a=st.sampled_from([0.0, 0.25, 0.5]),
+    b=st.sampled_from([0.0, 0.25, 0.5]),
+    la=st.floats(0, 10),
+    lb=st.floats(0, 10),
+)
+def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(a, b, la, lb):
+    new, old = {"errors": a, "loss": la}, {"errors": b, "loss": lb}
+    assert better(new, None, "errors") and better(new, {"loss": 1.0}, "errors")
+    assert better(new, old, "errors") == ((a, la) < (b, lb))
+    assert not better(old, old, "errors")  # an equal evaluation does not replace the best
