@@ -16,6 +16,12 @@ Padding. A batch is padded to the longest example (``n`` columns); an example of
 padding) and the grid is frozen after ``L`` steps (``n - L`` further steps leave it as it is). A
 mixed batch then compiles once, and padding never leaks into the real positions.
 
+``freeze=False`` runs every example for all ``n`` steps of its batch instead (the padded columns
+still zeroed), as both papers' code does: an example shorter than its batch's bucket then takes
+more steps than it is long, so its answer must stay right after it has formed. Trained on
+mixed-length batches (``BinaryAddition(bucket=False)``), a machine cannot count on its number
+of steps.
+
 Training techniques of the paper, as options of :class:`NeuralGPU`:
 
 - ``sigmoid_cutoff`` (default 1.2): the gates use the saturating sigmoid
@@ -292,6 +298,7 @@ class NeuralGPU(AbstractMachine):
     nonlinearity: str = eqx.field(static=True, default="saturating")
     diagonal: bool = eqx.field(static=True, default=False)
     saturation: float = eqx.field(static=True, default=0.0)
+    freeze: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         for name in ("width", "channels", "layers", "relax"):
@@ -336,6 +343,8 @@ class NeuralGPU(AbstractMachine):
                 "NeuralGPU saturation is the cost of the hard nonlinearities' saturation: "
                 "use it with nonlinearity='hard'"
             )
+        if not isinstance(self.freeze, bool):
+            raise ValueError(f"NeuralGPU freeze must be true or false, got {self.freeze!r}")
         if not isinstance(self.diagonal, bool):
             raise ValueError(f"NeuralGPU diagonal must be true or false, got {self.diagonal!r}")
         if not isinstance(self.relax_pull, (int, float)) or self.relax_pull < 0:
@@ -429,9 +438,10 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
                 new, pre = cgru(params, new, gate, candidate, convolve, keep, spec.diagonal)
                 new = new * columns
                 if costing:  # the real cells of the real steps only
-                    real = columns * (i < length)
+                    real = columns * (i < length) if spec.freeze else columns
                     excess = excess + jnp.sum(saturation_excess(pre) * real)
-            s = jnp.where(i < length, new, s)  # an example of length L takes L steps
+            # an example of length L takes L steps, or with `freeze=False` all n of the batch
+            s = jnp.where(i < length, new, s) if spec.freeze else new
             carry = (s, excess) if costing else s
             if not trace:
                 return carry, None
@@ -447,7 +457,8 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
             final, excess = final
             # summed over channels and the three pre-activations, averaged over the real
             # (step, row, position) cells: the authors' normalisation (they divide by n^2)
-            cells = spec.width * jnp.maximum(length, 1.0) ** 2
+            steps = length if spec.freeze else n
+            cells = spec.width * jnp.maximum(length, 1.0) * jnp.maximum(steps, 1.0)
             losses["saturation"] = spec.saturation * excess / cells
         ys = final[0] @ p["W_o"] + p["b_o"][None, :]
         if spec.relax > 1:

@@ -15,7 +15,9 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - dropout on the candidate (50% for addition, 10% for multiplication);
 - AdaMax, learning rate ``0.01 * 48 / channels``, no curriculum: lengths uniform in 1..20 bits,
   one length per batch.
-Knobs (``--set name=value``): ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
+Knobs (``--set name=value``): ``freeze`` and ``shorter`` (``freeze=false shorter=0.05``: 5% of
+each batch shorter numbers, padded, run for as many steps as the batch's longest, as the length
+bins of the authors' code hold 5% shorter examples), ``bucket``, ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
 (false: the paper's saturating sigmoid and tanh), ``adaptive`` (Kaiser & Sutskever's curriculum,
 as in ``neural_gpu_add.py``; 0 = off, the authors'), ``lr`` (0 = the authors' rule), ``decay``
 (cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. Differences from the authors' code:
@@ -47,12 +49,14 @@ def dngpu(task_class, channels: int, dropout: float):
             saturation=dm.param("saturation", 1e-3) if hard else 0.0,
             diagonal=dm.param("diagonal", True),
             dropout=dm.param("dropout", dropout),
+            freeze=dm.param("freeze", True),
         ),
         task=task_class(
             min_bits=1,
             max_bits=dm.param("bits", 20),
             curriculum=0.0,
-            bucket=True,
+            bucket=dm.param("bucket", True),
+            shorter=dm.param("shorter", 0.0),
             adaptive=dm.param("adaptive", 0.0),
         ),
         optimizer=optax.chain(

@@ -242,6 +242,7 @@ def test_the_improved_cell_ignores_padding_and_its_saturation_cost_trains():
     "kwargs, needle",
     [
         ({"nonlinearity": "relu"}, "nonlinearity"),
+        ({"freeze": 0}, "freeze"),
         ({"saturation": 1e-3}, "hard"),
         ({"nonlinearity": "hard", "sigmoid_cutoff": 1.5}, "cutoff"),
         ({"dropout": 1.0}, "dropout"),
@@ -330,6 +331,40 @@ def test_bucketed_batches_hold_one_length_and_evaluation_stays_mixed():
     assert np.mean(ks >= 5) > 0.3  # and uniform: the curriculum's short numbers would flatter it
     fixed = task.sample(np.random.default_rng(0), 4, length=5)
     assert fixed.inputs.shape[1] == 11 and fixed.mask.all()
+
+
+def test_a_bucket_can_hold_shorter_numbers_padded_to_its_longest():
+    task = dm.BinaryAddition(min_bits=1, max_bits=8, bucket=True, shorter=0.25)
+    short = total = 0
+    for step in range(30):
+        batch = task.sample(np.random.default_rng(step), 16)
+        L = batch.mask.sum(1)
+        assert batch.inputs.shape[1] == L.max()  # padded to the longest, no further
+        short, total = short + int(np.sum(L < L.max())), total + 16
+    assert 0.1 < short / total < 0.3  # about a quarter (fewer: some draw the bucket's own k)
+    assert task.evaluation_source() == dm.BinaryAddition(min_bits=1, max_bits=8)
+    with pytest.raises(ValueError, match="bucket=True"):
+        dm.BinaryAddition(shorter=0.05)
+
+
+def test_without_freezing_every_example_takes_the_batchs_steps_and_padding_still_never_leaks(
+    model,
+):
+    running = eqx.tree_at(lambda m: m.spec, model, dataclasses.replace(SPEC, freeze=False))
+    full = TASK.sample(np.random.default_rng(1), 1, length=3)
+    x, m = full.inputs[0], full.mask[0]
+    np.testing.assert_allclose(running(x, m)[0], model(x, m)[0], atol=1e-6)  # no padding: same
+    short = TASK.sample(np.random.default_rng(1), 1, length=2)  # n = 5, padded to 11
+    x, m = short.inputs[0], short.mask[0]
+    pad = np.zeros(6, np.float32)
+    outputs = []
+    for seed in (2, 3):
+        junk = np.random.default_rng(seed).normal(size=(6, x.shape[1])).astype(np.float32)
+        outputs.append(running(np.concatenate([x, junk]), np.concatenate([m, pad]))[0][:5])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)  # the junk is never seen
+    frozen = model(np.concatenate([x, np.zeros((6, x.shape[1]), np.float32)]),
+                   np.concatenate([m, pad]))[0][:5]  # fmt: skip
+    assert not np.allclose(outputs[0], frozen, atol=1e-4)  # 11 steps, not 5
 
 
 @settings(max_examples=5, deadline=None)

@@ -47,7 +47,9 @@ NTM): the ``n`` input symbols, then ``n`` blank steps in which the output is wri
 the plain layout.
 
 ``bucket = True`` draws one ``k`` per training batch (by the same curriculum) and pads the batch
-only to ``size(k)``, as the paper's code does (its batches each hold one length); evaluation
+only to ``size(k)``, as the paper's code does (its batches each hold one length; ``shorter = p``
+draws fewer bits for a fraction ``p`` of a batch, padded, as Freivalds & Liepins's bins hold 5%
+shorter examples); evaluation
 (``length=None``) then draws every example's ``k`` uniformly, mixed in a batch. Each length
 compiles the train step once (``max_bits - min_bits + 1`` compiles, a few seconds each), and a
 batch of short numbers then costs what it is: a Neural GPU step is quadratic in the length, so
@@ -101,6 +103,7 @@ class AbstractBinaryTask(LevelCurriculum):
     answer_after: bool = eqx.field(static=True, default=False)
     adaptive: float = eqx.field(static=True, default=0.0)
     level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
+    shorter: float = eqx.field(static=True, default=0.0)
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
@@ -114,6 +117,11 @@ class AbstractBinaryTask(LevelCurriculum):
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
         self.check_curriculum()
+        s = self.shorter
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < 1:
+            raise ValueError(f"{name} shorter must be a fraction in [0, 1), got {s!r}")
+        if s and not self.bucket:
+            raise ValueError(f"{name} shorter mixes shorter numbers into a bucket: use bucket=True")
         for flag in ("bucket", "answer_after"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(
@@ -140,7 +148,15 @@ class AbstractBinaryTask(LevelCurriculum):
 
     def draw_bits(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """Bits per operand for each example of a training batch (see ``curriculum``); with
-        ``bucket`` one draw for the whole batch."""
+        ``bucket`` one draw for the whole batch, of which a fraction ``shorter`` then draws
+        fewer bits (uniform from ``min_bits``; the batch stays padded to its longest)."""
+        ks = self._draw_bits(rng, batch_size)
+        if self.shorter:
+            short = rng.random(batch_size) < self.shorter
+            ks = np.where(short, rng.integers(self.min_bits, ks + 1), ks)
+        return ks
+
+    def _draw_bits(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         size = 1 if self.bucket else batch_size
         if self.level is not None:  # the paper's mix at a curriculum level: favour the longest
             lo, hi = self.min_bits, self.level
@@ -199,7 +215,7 @@ class AbstractBinaryTask(LevelCurriculum):
         ``min_bits..max_bits`` (the curriculum's favouring of short numbers would flatter it)."""
         if not self.bucket:
             return self
-        return dataclasses.replace(self, bucket=False, curriculum=0.0, level=None)
+        return dataclasses.replace(self, bucket=False, curriculum=0.0, level=None, shorter=0.0)
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
