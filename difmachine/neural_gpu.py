@@ -279,8 +279,8 @@ class NeuralGPU(AbstractMachine):
     """A Neural GPU: a grid of ``width`` rows x input length x ``channels``, ``layers`` CGRUs per
     step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is
     long. See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``,
-    ``relax``, ``relax_pull``, ``dropout``; Freivalds & Liepins's ``nonlinearity="hard"``,
-    ``saturation``, ``diagonal``). The paper's sizes: ``width=4, channels=24, layers=2,
+    ``relax``, ``relax_pull``, ``dropout``, ``freeze``; Freivalds & Liepins's
+    ``nonlinearity="hard"``, ``saturation``, ``diagonal``). The paper's sizes: ``width=4, channels=24, layers=2,
     kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`: the patches times
     the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
     ``lax.conv_general_dilated``); the same function, a different speed."""
@@ -494,7 +494,9 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         s = self.spec
         rows = [
             ["grid", f"{s.width} rows x input length x {s.channels} channels"],
-            ["steps", "the input's length (each example its own)"],
+            ["steps", "the input's length (each example its own)"]
+            if s.freeze
+            else ["steps", "the batch's length (a shorter example takes more than its own)"],
             ["CGRUs per step", f"{s.layers}, kernel {s.kernel[0]}x{s.kernel[1]}"],
             ["gates", f"saturating sigmoid, cutoff {s.sigmoid_cutoff}"]
             if s.nonlinearity == "saturating"
