@@ -367,10 +367,10 @@ def train(
 
     ``checkpoint.eqx`` holds the last step (for ``--resume``); ``best.eqx`` the step whose
     evaluation had the lowest main metric so far (:func:`better`: a tie goes to the lower
-    evaluation loss), so a late collapse of training cannot take the best model with it. ``checkpoint.eqx`` is always written first, and never with non-finite
-    parameters: a step that would make them non-finite is refused, and ``max_refused`` refused
-    steps in a row (fewer in a short run, or a run whose every step was refused) stop the run
-    with an error.
+    evaluation loss), so a late collapse of training cannot take the best model with it.
+    ``checkpoint.eqx`` is always written first, and never with non-finite parameters: a step
+    that would make them non-finite is refused, and ``max_refused`` refused steps in a row
+    (fewer in a short run, or a run whose every step was refused) stop the run with an error.
 
     The run holds the directory's lock while it writes (a second run gets an error). Failing to
     write (disk full, read-only) stops the run with an error; the last checkpoint stays intact.

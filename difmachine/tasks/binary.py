@@ -49,8 +49,8 @@ the plain layout.
 ``bucket = True`` draws one ``k`` per training batch (by the same curriculum) and pads the batch
 only to ``size(k)``, as the paper's code does (its batches each hold one length; ``shorter = p``
 draws fewer bits for a fraction ``p`` of a batch, padded, as Freivalds & Liepins's bins hold 5%
-shorter examples); evaluation
-(``length=None``) then draws every example's ``k`` uniformly, mixed in a batch. Each length
+shorter examples); evaluation (``length=None``) then draws every example's ``k`` uniformly,
+mixed in a batch. Each length
 compiles the train step once (``max_bits - min_bits + 1`` compiles, a few seconds each), and a
 batch of short numbers then costs what it is: a Neural GPU step is quadratic in the length, so
 at 1-20 bits with ``curriculum = 1`` a step costs on average about a sixth of a padded one.
