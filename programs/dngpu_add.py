@@ -26,7 +26,7 @@ cosine decay instead of their reduction on a plateau, one length per batch inste
 length bin at once (so a step costs what its length costs), and a constant saturation weight.
 Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
 Measured here (README, "The improved Neural GPU"): exact on 20-bit sums after 4,600-6,600 steps in
-five runs, but wrong on every sum of 30 bits or more in all of them, unlike the authors' models.
+six runs, but wrong on every sum of 30 bits or more in all of them, unlike the authors' models.
 """
 
 import optax
