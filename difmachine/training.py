@@ -497,7 +497,7 @@ def _train(
         model, line = warm_start(model, init_from, trust=trust_init)
         console.print(line)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    start, best, best_step, last_saved = 0, None, None, None
+    start, best_step, last_saved = 0, None, None
     best_eval: dict | None = None  # the evaluation best.eqx was saved with
     # an adaptive curriculum's state: the level and the window's (sum of main metric, steps)
     level = task.curriculum_start()
@@ -513,7 +513,6 @@ def _train(
         if best_path.exists():
             best_header = checkpoint.read_header(best_path)
             best_eval = best_header.get("eval") or None
-            best = (best_eval or {}).get(task.main_metric)
             best_step = best_header.get("step")
     place_batch = place_eval = None
     if parallel is not None:
@@ -673,7 +672,7 @@ def _train(
                         save(step)  # the checkpoint first: a kill between leaves both at step
                         saved = True
                     if improved:
-                        best, best_eval, best_step = ev[main], ev, step
+                        best_eval, best_step = ev, step
                         save(step, best_path, eval=ev)
                     if reached:
                         solved = True
@@ -699,6 +698,7 @@ def _train(
             )
     else:
         final = last.get(f"eval_{main}")
+        best = (best_eval or {}).get(main)
         if best is not None and final is not None and final > best:
             console.print(
                 f"[yellow]the last evaluation ({main} {final:.4g}) is worse than step "
