@@ -49,6 +49,9 @@ Training techniques of the paper, as options of :class:`NeuralGPU`:
   :meth:`stochastic <difmachine.protocol.AbstractCompiledMachine.stochastic>`: training hands
   it a key per example, derived from the run's seed and step, so a resumed run drops the same
   units); evaluation passes no key and drops nothing. The paper's code drops 15%.
+- ``input_dropout`` (default 0, off): dropout on the embedded input (after the hard tanh with
+  ``nonlinearity="hard"``), one mask per example, before the first step. Freivalds & Liepins's
+  code drops the embedding at the same rate as the candidate (50% for addition).
 
 Later improvements, from Freivalds & Liepins 2017 ("Improving the Neural GPU Architecture for
 Algorithm Learning"; the details from the authors' code, LUMII-Syslab/DNGPU), as options:
@@ -279,7 +282,7 @@ class NeuralGPU(AbstractMachine):
     """A Neural GPU: a grid of ``width`` rows x input length x ``channels``, ``layers`` CGRUs per
     step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is
     long. See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``,
-    ``relax``, ``relax_pull``, ``dropout``, ``freeze``; Freivalds & Liepins's
+    ``relax``, ``relax_pull``, ``dropout``, ``input_dropout``, ``freeze``; Freivalds & Liepins's
     ``nonlinearity="hard"``, ``saturation``, ``diagonal``). The paper's sizes: ``width=4, channels=24, layers=2,
     kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`: the patches times
     the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
@@ -299,6 +302,7 @@ class NeuralGPU(AbstractMachine):
     diagonal: bool = eqx.field(static=True, default=False)
     saturation: float = eqx.field(static=True, default=0.0)
     freeze: bool = eqx.field(static=True, default=True)
+    input_dropout: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         for name in ("width", "channels", "layers", "relax"):
@@ -321,9 +325,10 @@ class NeuralGPU(AbstractMachine):
                 f"NeuralGPU convolution must be one of {sorted(CONVOLUTIONS)}, "
                 f"got {self.convolution!r}"
             )
-        d = self.dropout
-        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
-            raise ValueError(f"NeuralGPU dropout must be a number in [0, 1), got {d!r}")
+        for name in ("dropout", "input_dropout"):
+            d = getattr(self, name)
+            if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
+                raise ValueError(f"NeuralGPU {name} must be a number in [0, 1), got {d!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"NeuralGPU nonlinearity must be one of {sorted(NONLINEARITIES)}, "
@@ -418,6 +423,10 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         embedded = xs.astype(jnp.float32) @ p["embed"]
         if hard:  # Freivalds & Liepins: the embedding too goes through the hard tanh
             embedded = hard_tanh(embedded)
+        if key is not None and spec.input_dropout > 0:
+            key, k_in = jax.random.split(key)
+            kept = jax.random.bernoulli(k_in, 1.0 - spec.input_dropout, embedded.shape)
+            embedded = embedded * kept.astype(jnp.float32) / (1.0 - spec.input_dropout)
         embedded = embedded * mask[:, None]
         s0 = jnp.zeros((spec.width, n, spec.channels), jnp.float32).at[0].set(embedded)
 
@@ -488,7 +497,8 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
         return [Component(GRID, self.spec)]
 
     def stochastic(self) -> bool:
-        return self.spec.dropout > 0  # training then hands it a key per example
+        # training then hands it a key per example
+        return self.spec.dropout > 0 or self.spec.input_dropout > 0
 
     def summary(self):
         s = self.spec
@@ -511,6 +521,10 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
             [
                 "dropout",
                 f"{s.dropout:g} of the candidate, in training" if s.dropout else "none",
+            ],
+            [
+                "input dropout",
+                f"{s.input_dropout:g} of the embedding, in training" if s.input_dropout else "none",
             ],
             [
                 "parameter copies",

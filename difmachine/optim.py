@@ -8,11 +8,27 @@ as raw ``uint32`` data in the optimiser state: optax keeps a typed key there, wh
 ``equinox.tree_serialise_leaves`` cannot write, so checkpoints would fail. Put it after clipping
 and before the optimiser, as the paper did:
 ``optax.chain(optax.clip_by_global_norm(1.0), gradient_noise(1e-3), optax.adam(1e-3))``.
+
+``clipped_adamax(learning_rate)``: AdaMax as Freivalds & Liepins 2017 train the improved Neural
+GPU (their code, LUMII-Syslab/DNGPU, ``adamax.py``). Per entry, with ``v`` the running maximum::
+
+    g  <- clip(g, -(1.2 v + 1e-4), 1.2 v + 1e-4)    a gradient may exceed its past maximum by 20%
+    m  <- b1 m + (1 - b1) g
+    v  <- max(b2(t) v, |g|)
+    θ  <- θ - lr m / (v + 1e-8)                     no bias correction
+
+``b2(t) = 1 - max(0.0005, 0.01 * 0.5^(t / 2000))``: the maximum forgets fast at first (0.99) and
+slowly later (0.9995 from about step 9,000). The per-entry clip replaces a global norm clip; the
+first step's gradients are clipped to ``±1e-4`` and ``v`` grows at most 20% a step, and without
+bias correction the first updates are small: a warm-up of its own.
 """
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -36,4 +52,60 @@ def gradient_noise(eta: float, gamma: float = 0.55, seed: int = 0) -> optax.Grad
     return optax.GradientTransformation(init, update)
 
 
-__all__ = ["gradient_noise"]
+def dngpu_beta2(count: jax.Array) -> jax.Array:
+    """Freivalds & Liepins's AdaMax decay of the running maximum at update ``count``:
+    ``1 - max(0.0005, 0.01 * 0.5^(count / 2000))``."""
+    return 1.0 - jnp.maximum(0.0005, 0.01 * 0.5 ** (count / 2000.0))
+
+
+class ClippedAdamaxState(NamedTuple):
+    count: jax.Array  # int32 []: updates so far
+    m: Any
+    v: Any
+
+
+def clipped_adamax(
+    learning_rate: float | optax.Schedule,
+    b1: float = 0.9,
+    b2: float | optax.Schedule = dngpu_beta2,
+    eps: float = 1e-8,
+    clip: float = 1.2,
+    clip_eps: float = 1e-4,
+) -> optax.GradientTransformation:
+    """Freivalds & Liepins's AdaMax with its per-entry gradient clip (see the module doc);
+    ``learning_rate`` and ``b2`` are numbers or schedules of the update count."""
+    if not callable(learning_rate) and (
+        not isinstance(learning_rate, (int, float)) or learning_rate <= 0
+    ):
+        raise ValueError(f"clipped_adamax learning_rate must be positive, got {learning_rate!r}")
+    if not 0 <= b1 < 1:
+        raise ValueError(f"clipped_adamax b1 must be in [0, 1), got {b1!r}")
+    if not isinstance(clip, (int, float)) or clip < 1:
+        raise ValueError(
+            f"clipped_adamax clip must be a number >= 1 (1.2: 20% growth), got {clip!r}"
+        )
+
+    def init(params):
+        zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
+        return ClippedAdamaxState(jnp.zeros((), jnp.int32), zeros, zeros)
+
+    def update(grads, state, params=None):
+        del params
+        t = state.count.astype(jnp.float32)
+        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+        beta2 = b2(t) if callable(b2) else b2
+
+        def clipped(g, v):
+            bound = clip * v + clip_eps
+            return jnp.clip(g, -bound, bound)
+
+        grads = jax.tree.map(clipped, grads, state.v)
+        m = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.m)
+        v = jax.tree.map(lambda g, v: jnp.maximum(beta2 * v, jnp.abs(g)), grads, state.v)
+        updates = jax.tree.map(lambda g, m, v: (-lr * m / (v + eps)).astype(g.dtype), grads, m, v)
+        return updates, ClippedAdamaxState(state.count + 1, m, v)
+
+    return optax.GradientTransformation(init, update)
+
+
+__all__ = ["gradient_noise", "clipped_adamax", "dngpu_beta2"]

@@ -12,18 +12,22 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
   (a constant weight here; the authors adapt it);
 - diagonal gates: the kept state moves along the positions, a third of the channels right and
   a third left, ``s' = u . shift(s) + (1 - u) . c``;
-- dropout on the candidate (50% for addition, 10% for multiplication);
-- AdaMax, learning rate ``0.01 * 48 / channels``, no curriculum: lengths uniform in 1..20 bits,
-  one length per batch.
-Knobs (``--set name=value``): ``freeze`` and ``shorter`` (``freeze=false shorter=0.05``: 5% of
-each batch shorter numbers, padded, run for as many steps as the batch's longest, as the length
-bins of the authors' code hold 5% shorter examples), ``bucket``, ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
-(false: the paper's saturating sigmoid and tanh), ``adaptive`` (Kaiser & Sutskever's curriculum,
-as in ``neural_gpu_add.py``; 0 = off, the authors'), ``lr`` (0 = the authors' rule), ``decay``
-(cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. Differences from the authors' code:
-AdaMax without their schedule of beta2 and per-element clipping (a global clip instead), a
-cosine decay instead of their reduction on a plateau, one length per batch instead of every
-length bin at once (so a step costs what its length costs), and a constant saturation weight.
+- dropout on the candidate and on the embedded input (50% for addition, 10% for
+  multiplication);
+- the authors' AdaMax (``dm.clipped_adamax``: a per-entry gradient clip against the running
+  maximum, their schedule of ``b2``), learning rate ``0.01 * 48 / channels``, no curriculum:
+  lengths uniform in 1..20 bits, one length per batch.
+Knobs (``--set name=value``): ``freeze`` and ``shorter`` (``freeze=false shorter=0.05``: 5% of each
+batch shorter numbers, padded, run for as many steps as the batch's longest, as the length bins of
+the authors' code hold 5% shorter examples), ``bucket``, ``channels``, ``dropout``,
+``input_dropout`` (default: ``dropout``), ``optimizer`` (``clipped``, or ``adamax``: optax's after
+a global norm clip at 1, this program's before 2026-12-01, the README's earlier rows),
+``saturation``, ``diagonal``, ``hard`` (false: the paper's saturating sigmoid and tanh),
+``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
+``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
+``steps``. Differences from the authors' code: a cosine decay instead of their reduction on a
+plateau, one length per batch instead of every length bin at once (so a step costs what its length
+costs), and a constant saturation weight.
 Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
 Measured here (README, "The improved Neural GPU"): exact on 20-bit sums after 4,600-6,600 steps in
 six runs, but wrong on every sum of 30 bits or more in all of them, unlike the authors' models.
@@ -34,6 +38,17 @@ import optax
 import difmachine as dm
 
 
+def optimizer(name: str, lr):
+    """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip
+    against the running maximum, their schedule of ``b2``, no bias correction); ``adamax``:
+    optax's AdaMax after a global norm clip at 1 (this program's optimizer before 2026-12-01)."""
+    if name == "clipped":
+        return dm.clipped_adamax(lr)
+    if name == "adamax":
+        return optax.chain(optax.clip_by_global_norm(1.0), optax.adamax(lr))
+    raise ValueError(f"dngpu optimizer must be 'clipped' or 'adamax', got {name!r}")
+
+
 def dngpu(task_class, channels: int, dropout: float):
     """The program for ``task_class`` (a binary task), with these defaults of ``channels`` and
     ``dropout``; ``dngpu_mul.py`` calls it with the multiplication's."""
@@ -41,6 +56,7 @@ def dngpu(task_class, channels: int, dropout: float):
     steps = dm.param("steps", 10_000)
     lr = dm.param("lr", 0.0) or 0.01 * 48 / channels
     hard = dm.param("hard", True)
+    dropout = dm.param("dropout", dropout)
     return dm.Program(
         machine=dm.NeuralGPU(
             width=1,
@@ -50,7 +66,8 @@ def dngpu(task_class, channels: int, dropout: float):
             nonlinearity="hard" if hard else "saturating",
             saturation=dm.param("saturation", 1e-3) if hard else 0.0,
             diagonal=dm.param("diagonal", True),
-            dropout=dm.param("dropout", dropout),
+            dropout=dropout,
+            input_dropout=dm.param("input_dropout", dropout),  # the authors': the same rate
             freeze=dm.param("freeze", True),
         ),
         task=task_class(
@@ -61,13 +78,9 @@ def dngpu(task_class, channels: int, dropout: float):
             shorter=dm.param("shorter", 0.0),
             adaptive=dm.param("adaptive", 0.0),
         ),
-        optimizer=optax.chain(
-            optax.clip_by_global_norm(1.0),
-            optax.adamax(
-                optax.cosine_decay_schedule(lr, steps, alpha=0.03)
-                if dm.param("decay", True)
-                else lr
-            ),
+        optimizer=optimizer(
+            dm.param("optimizer", "clipped"),
+            optax.cosine_decay_schedule(lr, steps, alpha=0.03) if dm.param("decay", True) else lr,
         ),
         batch_size=dm.param("batch_size", 32),
         steps=steps,

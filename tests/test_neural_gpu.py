@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import io
 import json
 import textwrap
 
@@ -196,8 +197,9 @@ def test_trace_is_the_grid_per_step_and_generate_is_a_clear_error(model, batch):
         model.generate(batch.inputs[0, 0], 3, lambda y: y)
 
 
-def test_dropout_draws_a_mask_per_key_and_evaluation_drops_nothing(model, batch):
-    dropping = eqx.tree_at(lambda m: m.spec, model, dataclasses.replace(SPEC, dropout=0.5))
+@pytest.mark.parametrize("field", ["dropout", "input_dropout"])
+def test_dropout_draws_a_mask_per_key_and_evaluation_drops_nothing(model, batch, field):
+    dropping = eqx.tree_at(lambda m: m.spec, model, dataclasses.replace(SPEC, **{field: 0.5}))
     assert dropping.stochastic() and not model.stochastic()
     x, m = batch.inputs[0], batch.mask[0]
     plain = model(x, m)[0]
@@ -246,6 +248,7 @@ def test_the_improved_cell_ignores_padding_and_its_saturation_cost_trains():
         ({"saturation": 1e-3}, "hard"),
         ({"nonlinearity": "hard", "sigmoid_cutoff": 1.5}, "cutoff"),
         ({"dropout": 1.0}, "dropout"),
+        ({"input_dropout": -0.1}, "input_dropout"),
         ({"kernel": 2}, "odd"),
         ({"width": 0}, "width"),
         ({"sigmoid_cutoff": 0.5}, "sigmoid_cutoff"),
@@ -255,6 +258,44 @@ def test_the_improved_cell_ignores_padding_and_its_saturation_cost_trains():
 def test_bad_specs_are_one_line_errors(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         dm.NeuralGPU(**kwargs)
+
+
+def np_clipped_adamax(grads, lr, b1=0.9):
+    """Freivalds & Liepins's AdaMax (their adamax.py), one array, step by step."""
+    m = v = np.zeros_like(grads[0], np.float64)
+    out = []
+    for t, g in enumerate(grads):
+        beta2 = 1 - max(0.0005, 0.01 * 0.5 ** (t / 2000))
+        bound = 1.2 * v + 1e-4
+        g = np.clip(g, -bound, bound)
+        m = b1 * m + (1 - b1) * g
+        v = np.maximum(beta2 * v, np.abs(g))
+        out.append(-lr * m / (v + 1e-8))
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(-1e3, 1e3, width=32), min_size=3, max_size=3), min_size=1, max_size=6
+    ),
+    st.floats(1e-4, 1.0),
+)
+def test_clipped_adamax_follows_the_authors_update(rows, lr):
+    """Against a numpy transcription of the authors' update: the per-entry clip against the
+    running maximum (so a first gradient counts at most 1e-4), no bias correction, b2's
+    schedule; its state (a count, not a key) checkpoints."""
+    grads = [np.asarray(r, np.float32) for r in rows]
+    opt = dm.clipped_adamax(lr)
+    params = {"w": jnp.zeros(3, jnp.float32)}
+    state = opt.init(params)
+    update = jax.jit(opt.update)
+    for g, want in zip(grads, np_clipped_adamax(grads, lr)):
+        got, state = update({"w": jnp.asarray(g)}, state)
+        assert got["w"].dtype == jnp.float32
+        np.testing.assert_allclose(got["w"], want, rtol=2e-4, atol=1e-6 * lr)
+    assert int(state.count) == len(grads)
+    eqx.tree_serialise_leaves(io.BytesIO(), state)
 
 
 # -- the tasks ----------------------------------------------------------------------------------
