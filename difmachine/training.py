@@ -318,10 +318,10 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "refused")
 
 
-def _advance(task, curriculum: dict, fetched: list, main: str, step: int, progress):
+def _advance(task, sampler, curriculum: dict, fetched: list, main: str, step: int, progress):
     """Add fetched training metrics to the curriculum's window; once it holds
     ``task.curriculum_window`` steps, ask the task for the next level. Returns the sampler of
-    the (maybe new) level."""
+    the (maybe new) level: ``sampler`` itself while the level stays."""
     window = curriculum["window"]
     window[0] += sum(float(m[main]) for m in fetched)
     window[1] += len(fetched)
@@ -332,8 +332,9 @@ def _advance(task, curriculum: dict, fetched: list, main: str, step: int, progre
                 f"step {step:>6}  curriculum: level {level} (training {main} "
                 f"{window[0] / window[1]:.3g} at level {curriculum['level']})"
             )
+            sampler = task.at_level(level)
         curriculum["level"], curriculum["window"] = level, [0.0, 0]
-    return task.at_level(curriculum["level"])
+    return sampler
 
 
 def better(ev: dict, best: dict | None, main: str) -> bool:
@@ -628,7 +629,7 @@ def _train(
                     for m in fetched:
                         streak = streak + 1 if m["refused"] else 0
                     if curriculum is not None:
-                        sampler = _advance(task, curriculum, fetched, main, step, progress)
+                        sampler = _advance(task, sampler, curriculum, fetched, main, step, progress)
                         last_level = {"level": curriculum["level"]}
                     else:
                         last_level = {}
