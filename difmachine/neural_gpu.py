@@ -101,6 +101,7 @@ from .protocol import (
     Component,
     TraceField,
     check_count,
+    check_fraction,
 )
 
 GRID = "grid"  # the component whose trace is the grid over the steps
@@ -326,9 +327,7 @@ class NeuralGPU(AbstractMachine):
                 f"got {self.convolution!r}"
             )
         for name in ("dropout", "input_dropout"):
-            d = getattr(self, name)
-            if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
-                raise ValueError(f"NeuralGPU {name} must be a number in [0, 1), got {d!r}")
+            check_fraction("NeuralGPU", name, getattr(self, name))
         if self.nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"NeuralGPU nonlinearity must be one of {sorted(NONLINEARITIES)}, "

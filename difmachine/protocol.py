@@ -107,6 +107,14 @@ def check_count(owner: str, name: str, value: Any, least: int = 1, optional: boo
         )
 
 
+def check_fraction(owner: str, name: str, value: Any, what: str = "a number", hint: str = ""):
+    """The validator of fractions: raise a one-line ``ValueError`` naming ``owner`` and ``name``
+    unless ``value`` is a number in ``[0, 1)`` (``True`` is not one); ``what`` names the kind
+    of number and ``hint`` follows the range in the message."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ValueError(f"{owner} {name} must be {what} in [0, 1){hint}, got {value!r}")
+
+
 def check_counts(spec: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()):
     """:func:`check_count` for several fields of ``spec`` (named after its class)."""
     owner = type(spec).__name__

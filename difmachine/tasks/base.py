@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import check_count
+from ..protocol import check_count, check_fraction
 
 
 class Context(NamedTuple):
@@ -257,7 +257,4 @@ class LevelCurriculum(AbstractTask):
 
 def check_adaptive(task: str, value, hint: str = "") -> None:
     """An adaptive curriculum's threshold: an error rate in ``[0, 1)``, 0 for none."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ValueError(
-            f"{task} adaptive must be an error rate in [0, 1) (0 = off{hint}), got {value!r}"
-        )
+    check_fraction(task, "adaptive", value, "an error rate", f" (0 = off{hint})")

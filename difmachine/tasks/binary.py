@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..protocol import check_fraction
 from .base import Batch, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
@@ -117,10 +118,8 @@ class AbstractBinaryTask(LevelCurriculum):
         if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
             raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
         self.check_curriculum()
-        s = self.shorter
-        if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < 1:
-            raise ValueError(f"{name} shorter must be a fraction in [0, 1), got {s!r}")
-        if s and not self.bucket:
+        check_fraction(name, "shorter", self.shorter, "a fraction")
+        if self.shorter and not self.bucket:
             raise ValueError(f"{name} shorter mixes shorter numbers into a bucket: use bucket=True")
         for flag in ("bucket", "answer_after"):
             if not isinstance(getattr(self, flag), bool):
