@@ -25,6 +25,7 @@ cotangents ``g_t`` come back from the backward pass, and each weight gradient is
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -187,6 +188,15 @@ class Machine(AbstractMachine):
             for name, dev in zip(self.names, self.devices)
         }
         return Machine(self.controller, devices, self.halting, readout=self.readout)
+
+    def at_step(self, step: int) -> Machine:
+        """This machine with each device in its form at training step ``step``
+        (``AbstractDevice.at_step``); the same object when no device changes."""
+        devices = tuple(dev.at_step(step) for dev in self.devices)
+        if all(new is old for new, old in zip(devices, self.devices)):
+            return self
+        named = dict(zip(self.names, devices))
+        return Machine(self.controller, named, self.halting, readout=self.readout)
 
     def route(self, context: Any) -> dict[str, Any]:
         """``{device name: its context}``: a device that reads a context gets the entry named
@@ -634,6 +644,10 @@ class CompiledMachine(AbstractCompiledMachine):
 
     def stochastic(self) -> bool:
         return self.machine.stochastic
+
+    def at_step(self, step: int) -> CompiledMachine:
+        machine = self.machine.at_step(step)
+        return self if machine is self.machine else dataclasses.replace(self, machine=machine)
 
     def task_loss(self, task, ys, aux, targets, loss_mask):
         if "inner" in aux:  # the halting policy shapes the loss

@@ -178,6 +178,14 @@ class AbstractDevice(eqx.Module):
         Default: the device as it is."""
         return self
 
+    def at_step(self, step: int) -> AbstractDevice:
+        """This device as it trains at training step ``step``. A device whose computation
+        changes during training (``Attention(linear_start=n)``: no softmax for the first ``n``
+        steps) returns its form at that step, with the same parameters; training asks before
+        every step (the train step compiles again when the form changes) and ``eval``/``trace``
+        ask with the checkpoint's step. Default: the device itself, at every step."""
+        return self
+
 
 class Sampled(NamedTuple):
     """What a stochastic device's step returns: the usual ``(read, state, trace)`` plus the
@@ -426,6 +434,11 @@ class AbstractCompiledMachine(eqx.Module):
     def task_loss(self, task: Any, ys: jax.Array, aux: dict, targets, loss_mask) -> jax.Array:
         """The task's loss of one example (a halting policy may shape it)."""
         return task.loss(ys, targets, loss_mask)
+
+    def at_step(self, step: int) -> AbstractCompiledMachine:
+        """This machine as it trains at training step ``step`` (see
+        :meth:`AbstractDevice.at_step`); the same object when nothing changes. Default: itself."""
+        return self
 
 
 class AbstractMachine(eqx.Module):

@@ -310,7 +310,7 @@ def load_run(
             f"{run_dir}: no such run directory (runs are written by `difmachine run`)"
         )
     source = run_dir / PROGRAM_COPY
-    if not source.exists():
+    if program_file is None and not source.exists():
         raise DifmachineError(
             f"{run_dir} is not a run directory (no {PROGRAM_COPY}); give runs/<program>"
         )
@@ -337,7 +337,7 @@ def load_run(
         (model, program.optimizer.init(eqx.filter(model, eqx.is_array))),
         program.fingerprint(),
     )
-    return program, model, header
+    return program, model.at_step(int(header.get("step", 0))), header
 
 
 def warm_start(model: eqx.Module, run_dir: str | Path, *, trust: bool = False):

@@ -27,6 +27,7 @@ machine (an NTM, a stack, ACT) can be the decoder.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -313,6 +314,13 @@ class CompiledSeq2Seq(AbstractCompiledMachine):
 
     def task_loss(self, task, ys, aux, targets, loss_mask):
         return self.decoder.task_loss(task, ys, aux, targets, loss_mask)
+
+    def at_step(self, step: int) -> CompiledSeq2Seq:
+        decoder = self.decoder.at_step(step)
+        encoder = None if self.encoder is None else self.encoder.at_step(step)
+        if decoder is self.decoder and encoder is self.encoder:
+            return self
+        return dataclasses.replace(self, decoder=decoder, encoder=encoder)
 
     def summary(self):
         enc = self.spec.encoder

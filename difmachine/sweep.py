@@ -542,6 +542,8 @@ def _run_vmapped(program, program_file, name, out, records, console, saved=None)
     params, opts, static = [], [], None
     for i in group:
         model = build(programs[i])
+        if any(model.at_step(s) is not model for s in (0, program.steps)):
+            raise _NoVmap("the machine changes form during training (e.g. linear start)")
         if model.stochastic():  # its train step samples with a key per step: a run's, per seed
             raise _NoVmap(
                 "the machine samples (a stochastic device or dropout) and the vmapped step "

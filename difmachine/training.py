@@ -89,6 +89,21 @@ def _value_and_grad(model, task, batch, keys=None, reinforce=None):
     return (total, metrics), model.hoisted_gradients(grads, taps, cotangents)
 
 
+def restructured(opt_state, old: eqx.Module, new: eqx.Module):
+    """``opt_state`` for ``new``, a model with ``old``'s arrays in another form (e.g.
+    :meth:`~difmachine.protocol.AbstractDevice.at_step`): an optimizer's state holds trees shaped
+    like the model's arrays, whose structure carries the model's static fields; each of them is
+    rebuilt with ``new``'s structure around the same leaves."""
+    old_def = jax.tree.structure(eqx.filter(old, eqx.is_array))
+    new_def = jax.tree.structure(eqx.filter(new, eqx.is_array))
+    shaped = lambda x: jax.tree.structure(x) == old_def
+    return jax.tree.map(
+        lambda x: jax.tree.unflatten(new_def, jax.tree.leaves(x)) if shaped(x) else x,
+        opt_state,
+        is_leaf=shaped,
+    )
+
+
 def batch_outputs(model, batch: Batch, *, decode: bool = False, task=None, probes=None, keys=None):
     """The model's outputs for a batch: teacher-forced, or with ``decode=True`` greedily decoded
     (each output fed back through ``task.feedback`` until ``task.stop``), starting from the
@@ -611,6 +626,9 @@ def _train(
             )
             window_start, window_steps = time.perf_counter(), 0
             while step < program.steps:
+                staged = model.at_step(step)  # e.g. linear start's softmax, back at its step
+                if staged is not model:
+                    model, opt_state = staged, restructured(opt_state, model, staged)
                 batch = sampler.sample(batch_rng(program.seed, step), program.batch_size)
                 if place_batch is not None:
                     batch = place_batch(batch)

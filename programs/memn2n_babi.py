@@ -14,6 +14,12 @@ attention-weighted sum of the story's values, and the linear controller `RNN(dim
 activation="identity")` adds it to its state (`u' = H u + W o + B q`, the layer-wise variant).
 The answer is read from the last hop.
 
+The paper's two training aids, both off by default: `--set linear_start=N` trains the first N
+steps without the memory's softmax ("linear start"), `--set empty=0.1` puts 10% random empty
+memories into the training stories ("random noise"), which also trains the temporal encoding of
+ages past the longest training story. `--set task=3` asks three-fact questions ("where was the
+football before the kitchen?").
+
 `difmachine trace runs/memn2n_babi` shows the attention over the story's sentences per hop
 (one column per hop); `difmachine eval runs/memn2n_babi --lengths 5,10,15` varies the story
 length (the temporal encoding covers up to `memory` sentences).
@@ -25,13 +31,21 @@ import difmachine as dm
 
 dim = dm.param("dim", 32)
 memory = dm.param("memory", 20)
-task = dm.Babi(task=dm.param("task", 1), max_sentences=dm.param("max_sentences", 10))
+which = dm.param("task", 1)
+task = dm.Babi(
+    task=which,
+    min_sentences=max(2, which),  # task 3 needs 3 sentences: an object carried between places
+    max_sentences=dm.param("max_sentences", 10),
+    empty=dm.param("empty", 0.0),
+)
 story = dm.StoryEmbedding(vocab=task.input_size, dim=dim, sentences=memory, words=task.words)
 
 program = dm.Program(
     machine=dm.Machine(
         controller=dm.RNN(dim, activation="identity"),
-        devices={"story": dm.Attention("dot", story=story)},
+        devices={
+            "story": dm.Attention("dot", story=story, linear_start=dm.param("linear_start", 0))
+        },
         halting=dm.Fixed(dm.param("hops", 3)),
     ),
     task=task,

@@ -153,3 +153,18 @@ def test_attention_errors_are_clear():
         dev.init_state({})
     with pytest.raises(ValueError, match="4 wide"):
         dev.init_state({}, dm.Context(jnp.zeros((2, 4)), jnp.ones(2)))
+
+
+@given(seed=st.integers(0, 2**31 - 1), start=st.integers(1, 50), step=st.integers(0, 100))
+def test_linear_start_weighs_by_the_raw_scores_until_its_step(seed, start, step):
+    staged = dm.Attention("dot", context_size=4, linear_start=start).at_step(step)
+    assert staged.linear == (step < start)
+    assert staged.at_step(step) is staged  # the same form: the same object, no recompile
+    ctx = _context(jax.random.PRNGKey(seed % 1000))
+    query = jax.random.normal(jax.random.PRNGKey(seed), (4,))
+    _, _, trace = staged.step({}, staged.init_state({}, ctx), {"query": query})
+    scores = np.asarray(ctx.values @ query)
+    expected = scores * np.asarray(ctx.mask) if staged.linear else attend(scores, ctx.mask)
+    np.testing.assert_allclose(trace["weights"], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="linear_start must be a non-negative integer"):
+        dm.Attention("dot", context_size=4, linear_start=-1)

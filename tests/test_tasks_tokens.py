@@ -1,6 +1,7 @@
 """Sequence-to-sequence token tasks and the bAbI-style story generator, checked independently."""
 
 import datetime
+import math
 import re
 
 import jax
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import difmachine as dm
-from difmachine.tasks.babi import VOCAB, generate_story
+from difmachine.tasks.babi import VOCAB, VOCAB3, generate_story
 
 TOKEN_TASKS = [
     dm.ReverseString(symbols=6, min_length=2, max_length=7),
@@ -231,3 +232,35 @@ def test_babi_batches_round_trip_through_the_vocabulary(seed, task):
         question = " ".join(VOCAB[i] for i in np.flatnonzero(batch.inputs[b, 0]))
         thing = [w for w in question.split() if w not in ("where", "is", "the", "?")][0]
         assert _answer(labels["story"], f"where is {thing} ?") == labels["target"][0]
+
+
+@given(seed=st.integers(0, 2**32 - 1), empty=st.sampled_from([0.1, 0.5]))
+def test_babi_empty_memories_are_blank_sentences_among_the_story_in_training_only(seed, empty):
+    t = dm.Babi(task=1, max_sentences=6, empty=empty)
+    extra = math.ceil(empty * 6)
+    batch = t.sample(np.random.default_rng(seed), 4)
+    story = batch.context["story"]
+    assert story.values.shape == (4, 6 + extra, t.words)
+    for b in range(4):
+        real = story.values[b][story.mask[b] > 0]
+        assert (real == 0).all(axis=1).sum() <= extra  # the blanks: memories with no words
+        sentences = [s for s in t.labels(batch, b)["story"] if s]  # the story, in order
+        assert 1 <= len(sentences) <= 6
+        question = " ".join(VOCAB[i] for i in np.flatnonzero(batch.inputs[b, 0]))
+        person = [w for w in question.split() if w not in ("where", "is", "?")][0]
+        assert _answer(sentences, f"where is {person} ?") == t.labels(batch, b)["target"][0]
+    evaluated = t.evaluation_source().sample(np.random.default_rng(seed), 4)
+    assert evaluated.context["story"].values.shape[1] == 6  # evaluation: no empty memories
+    assert t.sample(np.random.default_rng(seed), 2, length=5).context["story"].mask.sum() == 10
+
+
+def test_babi_task_3_asks_where_an_object_was_before_a_place():
+    t = dm.Babi(task=3, min_sentences=3, max_sentences=8)
+    assert t.tokens == list(VOCAB3) and VOCAB3[: len(VOCAB)] == VOCAB  # tasks 1-2 keep their ids
+    batch = t.sample(np.random.default_rng(0), 8)
+    for b in range(8):
+        question = {VOCAB3[i] for i in np.flatnonzero(batch.inputs[b, 0])}
+        assert {"where", "was", "before"} <= question
+        assert t.labels(batch, b)["target"][0] in dm.tasks.babi.PLACES
+    with pytest.raises(ValueError, match="empty must be a fraction"):
+        dm.Babi(empty=1.0)

@@ -281,3 +281,46 @@ def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(a, b, la, l
     assert better(new, None, "errors") and better(new, {"loss": 1.0}, "errors")
     assert better(new, old, "errors") == ((a, la) < (b, lb))
     assert not better(old, old, "errors")  # an equal evaluation does not replace the best
+
+
+LINEAR_START = """
+import optax
+import difmachine as dm
+
+task = dm.Babi(task=1, max_sentences=4, empty=0.5)
+story = dm.StoryEmbedding(vocab=task.input_size, dim=8, sentences=8, words=task.words)
+program = dm.Program(
+    machine=dm.Machine(
+        dm.RNN(8, activation="identity"),
+        {{"story": dm.Attention("dot", story=story, linear_start=3)}},
+        halting=dm.Fixed(2),
+    ),
+    task=task,
+    optimizer=optax.adam(1e-2),
+    batch_size=4,
+    steps={steps},
+    eval_every=10,
+    eval_samples=8,
+    checkpoint_every=2,
+    log_every=2,
+)
+"""
+
+
+def test_linear_start_switches_form_mid_run_and_resumes_exactly(tmp_path):
+    """The softmax comes back at step 3: training carries the optimizer's state across the
+    change of form, a run resumed before it ends where an uninterrupted one does, and a
+    checkpoint loads in the form of its step."""
+    source = write_program(tmp_path / "p.py", steps=6, text=LINEAR_START)
+    full = dm.load_program(source)
+    train(full, tmp_path / "a", console=quiet())
+    train(full.replace(steps=2), tmp_path / "b", console=quiet())
+    _, early, _ = dm.load_run(tmp_path / "b", program_file=source)
+    assert early.machine.devices[0].linear
+    train(full, tmp_path / "b", resume=True, console=quiet())
+    a, opt_a, _ = params_of(tmp_path / "a", full)
+    b, opt_b, _ = params_of(tmp_path / "b", full)
+    testing.assert_trees_close((a, opt_a), (b, opt_b), rtol=0, atol=0)
+    _, late, _ = dm.load_run(tmp_path / "b", program_file=source)
+    assert not late.machine.devices[0].linear
+    assert late.at_step(6) is late

@@ -25,6 +25,14 @@ With ``story=StoryEmbedding(...)`` the context is a story: ``values[S, J]`` word
 sentences (0 = no word) and the device is the memory of an end-to-end memory network
 (Sukhbaatar et al. 2015): keys ``m_i`` and values ``c_i`` are position-encoded bags of words
 with separate embeddings and a temporal encoding; run it for several hops with ``Fixed(hops)``.
+
+With ``linear_start=n`` the device trains its first ``n`` steps without the softmax: the
+weights are the raw scores (zero on padding), and from step ``n`` on the softmax is back
+(Sukhbaatar et al. 2015, section 4.2: "linear start", which they found to help the memory
+network out of the poor local minima it otherwise lands in on some tasks). The paper puts the
+softmax back when the validation loss stops falling; here it is a fixed step, so a resumed run
+switches at the same step. ``eval`` and ``trace`` of a checkpoint use the device's form at the
+checkpoint's step.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import glorot
-from ..protocol import AbstractDevice, Field, TraceField
+from ..protocol import AbstractDevice, Field, TraceField, check_count
 
 KINDS = ("additive", "dot", "general")
 _MASKED = -1e30  # exp(_MASKED - max) is exactly 0 in float32
@@ -131,6 +139,9 @@ class Attention(AbstractDevice):
       story's embedding width.
     - ``story``: a :class:`StoryEmbedding` for memory networks (the context is word ids).
     - ``coverage``: score with the sum of the past weights (see the module docstring).
+    - ``linear_start``: train the first ``linear_start`` steps without the softmax (the
+      weights are the scores; see the module docstring). ``linear`` is that form, which
+      :meth:`at_step` sets: a program leaves it ``False``.
 
     Trace: ``weights[S]`` per step: stacked over a decoder's steps it is the alignment matrix.
     """
@@ -140,8 +151,13 @@ class Attention(AbstractDevice):
     context_size: int | None = eqx.field(static=True, default=None)
     story: StoryEmbedding | None = None
     coverage: bool = eqx.field(static=True, default=False)
+    linear_start: int = eqx.field(static=True, default=0)
+    linear: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
+        check_count("Attention", "linear_start", self.linear_start, 0)
+        if not isinstance(self.linear, bool):
+            raise ValueError(f"Attention linear must be True or False, got {self.linear!r}")
         if not isinstance(self.coverage, bool):
             raise ValueError(f"Attention coverage must be True or False, got {self.coverage!r}")
         if self.kind not in KINDS:
@@ -237,8 +253,16 @@ class Attention(AbstractDevice):
         scores = state["keys"] @ query
         return scores + params["w_c"] * state["coverage"] if self.coverage else scores
 
+    def at_step(self, step: int) -> Attention:
+        linear = step < self.linear_start
+        return self if linear == self.linear else dataclasses.replace(self, linear=linear)
+
     def step(self, params, state, iface):
-        weights = attend(self.scores(params, state, iface["query"]), state["mask"])
+        scores = self.scores(params, state, iface["query"])
+        if self.linear:  # linear start: the scores themselves, zero on padding
+            weights = jnp.where(state["mask"] > 0, scores, 0.0)
+        else:
+            weights = attend(scores, state["mask"])
         if self.coverage:
             state = {**state, "coverage": state["coverage"] + weights}
         return weights @ state["values"], state, {"weights": weights}

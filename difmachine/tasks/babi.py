@@ -12,6 +12,12 @@ facts: who has it, and where they went)::
 
     john picked up the football . john went to the garden . where is the football ?  ->  garden
 
+``Babi(task=3)``: *three supporting facts*, where an object was before a place it went to (see
+:func:`generate_story`)::
+
+    john got the milk . john went to the office . john travelled to the garden .
+    where was the milk before the garden ?  ->  office
+
 Each example is one story of ``min_sentences..max_sentences`` sentences and one answerable
 question about its end. The story is the machine's context: ``Context(values[S, words] word
 ids (0 = padding), mask[S])``; the question is the single input step, as a bag of words over
@@ -22,12 +28,15 @@ number of sentences.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import numpy as np
 
+from ..protocol import check_fraction
 from .base import AbstractTask, Batch, Context, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
@@ -48,6 +57,7 @@ def _vocabulary() -> tuple[str, ...]:
 
 
 VOCAB = _vocabulary()
+VOCAB3 = (*VOCAB, "before", "was")  # task 3's questions add two words (tasks 1-2 keep their ids)
 WORDS = 7  # the longest sentence: "daniel went back to the bathroom ." has 7 words
 
 
@@ -173,11 +183,36 @@ class _BabiTask(AbstractTask):
 
 
 class Babi(_BabiTask):
-    """bAbI-style task 1 or 2 (see the module docstring)."""
+    """bAbI-style task 1, 2 or 3 (see the module docstring and :func:`generate_story`); task 3
+    adds the question words ``was`` and ``before`` to the vocabulary.
 
-    vocabulary: ClassVar[tuple[str, ...]] = VOCAB
-    tasks: ClassVar[tuple[int, ...]] = (1, 2)
-    tasks_named: ClassVar[str] = "1 (single fact) or 2 (two facts)"
+    ``empty = p > 0``: random empty memories (Sukhbaatar et al. 2015, section 4.2, "random
+    noise"), in training only. Each training story gets ``Binomial(n, p)`` empty sentences
+    (memories with no words, at most ``ceil(p * max_sentences)``) at random places between its
+    ``n`` sentences, which shifts the later sentences' ages: the temporal encoding then learns
+    relative order rather than an exact sentence count, and ages past the longest training
+    story get trained too. The paper adds 10% (``p = 0.1``). Evaluation's stories have none.
+    """
+
+    empty: float = eqx.field(static=True, default=0.0)
+
+    tasks: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    tasks_named: ClassVar[str] = "1, 2 or 3 (one, two or three supporting facts)"
+
+    def __check_init__(self):
+        check_fraction("Babi", "empty", self.empty, "a fraction of empty memories")
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
+        return VOCAB3 if self.task == 3 else VOCAB
+
+    def evaluation_source(self) -> Babi:
+        """The training mix without empty memories (they are a training-time noise)."""
+        return dataclasses.replace(self, empty=0.0) if self.empty else self
+
+    def _extra(self) -> int:
+        """Room for empty memories in a training story: ``ceil(empty * max_sentences)``."""
+        return math.ceil(self.empty * self.max_sentences)
 
     @property
     def contexts(self) -> dict[str, None]:
@@ -190,36 +225,45 @@ class Babi(_BabiTask):
         return WORDS
 
     def ids(self, sentence: str) -> list[int]:
-        return [VOCAB.index(w) for w in sentence.split()]
+        return [self.vocabulary.index(w) for w in sentence.split()]
 
     def sample(self, rng, batch_size, length=None):
         if length is not None and (not isinstance(length, (int, np.integer)) or length < 1):
             raise ValueError(f"Babi sample(length=...) must be a positive integer, got {length!r}")
         S = self.max_sentences if length is None else int(length)
-        story = np.zeros((batch_size, S, WORDS), np.int32)
-        story_mask = np.zeros((batch_size, S), np.float32)
-        inputs = np.zeros((batch_size, 1, len(VOCAB)), np.float32)
-        targets = np.zeros((batch_size, 1, len(VOCAB)), np.float32)
+        extra = self._extra() if length is None else 0  # empty memories: training only
+        V = len(self.vocabulary)
+        story = np.zeros((batch_size, S + extra, WORDS), np.int32)
+        story_mask = np.zeros((batch_size, S + extra), np.float32)
+        inputs = np.zeros((batch_size, 1, V), np.float32)
+        targets = np.zeros((batch_size, 1, V), np.float32)
         for b in range(batch_size):
             n = S if length is not None else int(rng.integers(self.min_sentences, S + 1))
             sentences, question, answer = generate_story(rng, self.task, n)
-            for i, sentence in enumerate(sentences):
+            rows = np.arange(n)
+            if extra:  # k empty memories at random places among the n + k
+                k = min(int(rng.binomial(n, self.empty)), extra)
+                blank = rng.choice(n + k, size=k, replace=False)
+                rows = np.setdiff1d(np.arange(n + k), blank)
+                n += k
+            for i, sentence in zip(rows, sentences):
                 ids = self.ids(sentence)
                 story[b, i, : len(ids)] = ids
             story_mask[b, :n] = 1.0
             np.add.at(inputs[b, 0], self.ids(question), 1.0)
-            targets[b, 0, VOCAB.index(answer)] = 1.0
+            targets[b, 0, self.vocabulary.index(answer)] = 1.0
         ones = np.ones((batch_size, 1), np.float32)
         return Batch(inputs, targets, ones, ones.copy(), {"story": Context(story, story_mask)})
 
     def labels(self, batch: Batch, index: int) -> dict:
         """The story's sentences (rows of the attention trace), the question and the answer."""
         story, mask = batch.context["story"].values[index], batch.context["story"].mask[index]
+        vocab = self.vocabulary
         sentences = [
-            " ".join(VOCAB[i] for i in row if i > 0) for row, m in zip(story, mask) if m > 0
+            " ".join(vocab[i] for i in row if i > 0) for row, m in zip(story, mask) if m > 0
         ]
-        question = [VOCAB[i] for i in np.flatnonzero(batch.inputs[index, 0])]  # a bag of words
-        answer = VOCAB[int(batch.targets[index, 0].argmax())]
+        question = [vocab[i] for i in np.flatnonzero(batch.inputs[index, 0])]  # a bag of words
+        answer = vocab[int(batch.targets[index, 0].argmax())]
         return {"story": sentences, "question": question, "target": [answer]}
 
 
@@ -316,6 +360,7 @@ __all__ = [
     "BabiWords",
     "generate_story",
     "VOCAB",
+    "VOCAB3",
     "WORD_VOCAB",
     "WORDS",
     "PEOPLE",
