@@ -181,9 +181,10 @@ class AbstractDevice(eqx.Module):
     def at_step(self, step: int) -> AbstractDevice:
         """This device as it trains at training step ``step``. A device whose computation
         changes during training (``Attention(linear_start=n)``: no softmax for the first ``n``
-        steps) returns its form at that step, with the same parameters; training asks before
-        every step (the train step compiles again when the form changes) and ``eval``/``trace``
-        ask with the checkpoint's step. Default: the device itself, at every step."""
+        steps) returns its form after ``step`` training steps, with the same parameters: the
+        form the next step trains and an evaluation at ``step`` uses. Training asks after every
+        step (the train step compiles again when the form changes); ``eval`` and ``trace`` ask
+        with the checkpoint's step. Default: the device itself, at every step."""
         return self
 
 

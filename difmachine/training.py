@@ -89,6 +89,16 @@ def _value_and_grad(model, task, batch, keys=None, reinforce=None):
     return (total, metrics), model.hoisted_gradients(grads, taps, cotangents)
 
 
+def at_step(model, opt_state, step: int):
+    """The model in its form after ``step`` training steps (``AbstractCompiledMachine.at_step``:
+    the form the next step trains and an evaluation at ``step`` uses) and the optimizer's state
+    to match: the same objects when nothing changes."""
+    staged = model.at_step(step)
+    if staged is model:
+        return model, opt_state
+    return staged, restructured(opt_state, model, staged)
+
+
 def restructured(opt_state, old: eqx.Module, new: eqx.Module):
     """``opt_state`` for ``new``, a model with ``old``'s arrays in another form (e.g.
     :meth:`~difmachine.protocol.AbstractDevice.at_step`): an optimizer's state holds trees shaped
@@ -625,10 +635,8 @@ def _train(
                 name, total=program.steps, completed=start, stats="compiling..."
             )
             window_start, window_steps = time.perf_counter(), 0
+            model, opt_state = at_step(model, opt_state, step)
             while step < program.steps:
-                staged = model.at_step(step)  # e.g. linear start's softmax, back at its step
-                if staged is not model:
-                    model, opt_state = staged, restructured(opt_state, model, staged)
                 batch = sampler.sample(batch_rng(program.seed, step), program.batch_size)
                 if place_batch is not None:
                     batch = place_batch(batch)
@@ -640,6 +648,7 @@ def _train(
                     model, opt_state, metrics = train_step(model, opt_state, batch)
                 step += 1
                 window_steps += 1
+                model, opt_state = at_step(model, opt_state, step)
                 pending.append(metrics)
                 if step % program.log_every == 0 or step == program.steps:
                     fetched = jax.device_get(pending)
