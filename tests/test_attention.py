@@ -166,5 +166,7 @@ def test_linear_start_weighs_by_the_raw_scores_until_its_step(seed, start, step)
     scores = np.asarray(ctx.values @ query)
     expected = scores * np.asarray(ctx.mask) if staged.linear else attend(scores, ctx.mask)
     np.testing.assert_allclose(trace["weights"], expected, rtol=1e-5, atol=1e-6)
+    always = dm.Attention("dot", context_size=4, linear=True)  # no linear start: never softmax
+    assert always.at_step(step) is always
     with pytest.raises(ValueError, match="linear_start must be a non-negative integer"):
         dm.Attention("dot", context_size=4, linear_start=-1)

@@ -140,8 +140,9 @@ class Attention(AbstractDevice):
     - ``story``: a :class:`StoryEmbedding` for memory networks (the context is word ids).
     - ``coverage``: score with the sum of the past weights (see the module docstring).
     - ``linear_start``: train the first ``linear_start`` steps without the softmax (the
-      weights are the scores; see the module docstring). ``linear`` is that form, which
-      :meth:`at_step` sets: a program leaves it ``False``.
+      weights are the scores; see the module docstring).
+    - ``linear``: that form without the softmax. :meth:`at_step` sets it during a linear
+      start; without one, ``linear=True`` is a device that never has the softmax.
 
     Trace: ``weights[S]`` per step: stacked over a decoder's steps it is the alignment matrix.
     """
@@ -254,6 +255,8 @@ class Attention(AbstractDevice):
         return scores + params["w_c"] * state["coverage"] if self.coverage else scores
 
     def at_step(self, step: int) -> Attention:
+        if not self.linear_start:  # no linear start: the form the program gave, throughout
+            return self
         linear = step < self.linear_start
         return self if linear == self.linear else dataclasses.replace(self, linear=linear)
 
