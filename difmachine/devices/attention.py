@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import glorot
+from ..errors import CompileError
 from ..protocol import AbstractDevice, Field, TraceField, check_count
 
 KINDS = ("additive", "dot", "general")
@@ -107,9 +108,10 @@ class StoryEmbedding(eqx.Module):
         tokens = tokens.astype(jnp.int32)
         S, J = tokens.shape
         if S > self.sentences or J > self.words:
-            raise ValueError(
-                f"story of {S} sentences x {J} words exceeds StoryEmbedding(sentences="
-                f"{self.sentences}, words={self.words}); raise them"
+            raise CompileError(  # a user's setting: one line from the CLI, not a traceback
+                f"a story of {S} sentences x {J} words does not fit StoryEmbedding(sentences="
+                f"{self.sentences}, words={self.words}): train with more (memn2n_babi.py: --set "
+                f"memory={S}), or use shorter stories or fewer empty memories"
             )
         present = (tokens > 0).astype(jnp.float32)
         if self.position_encoding:
