@@ -190,7 +190,7 @@ class Machine(AbstractMachine):
         return Machine(self.controller, devices, self.halting, readout=self.readout)
 
     def at_step(self, step: int) -> Machine:
-        """This machine with each device in its form at training step ``step``
+        """This machine with each device in its form after ``step`` training steps
         (``AbstractDevice.at_step``); the same object when no device changes."""
         devices = tuple(dev.at_step(step) for dev in self.devices)
         if all(new is old for new, old in zip(devices, self.devices)):

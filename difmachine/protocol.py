@@ -179,7 +179,7 @@ class AbstractDevice(eqx.Module):
         return self
 
     def at_step(self, step: int) -> AbstractDevice:
-        """This device as it trains at training step ``step``. A device whose computation
+        """This device after ``step`` training steps. A device whose computation
         changes during training (``Attention(linear_start=n)``: no softmax for the first ``n``
         steps) returns its form after ``step`` training steps, with the same parameters: the
         form the next step trains and an evaluation at ``step`` uses. Training asks after every
@@ -437,7 +437,7 @@ class AbstractCompiledMachine(eqx.Module):
         return task.loss(ys, targets, loss_mask)
 
     def at_step(self, step: int) -> AbstractCompiledMachine:
-        """This machine as it trains at training step ``step`` (see
+        """This machine after ``step`` training steps (see
         :meth:`AbstractDevice.at_step`); the same object when nothing changes. Default: itself."""
         return self
 
