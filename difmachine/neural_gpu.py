@@ -101,6 +101,7 @@ from .protocol import (
     Component,
     TraceField,
     check_count,
+    check_flag,
     check_fraction,
 )
 
@@ -347,10 +348,8 @@ class NeuralGPU(AbstractMachine):
                 "NeuralGPU saturation is the cost of the hard nonlinearities' saturation: "
                 "use it with nonlinearity='hard'"
             )
-        if not isinstance(self.freeze, bool):
-            raise ValueError(f"NeuralGPU freeze must be true or false, got {self.freeze!r}")
-        if not isinstance(self.diagonal, bool):
-            raise ValueError(f"NeuralGPU diagonal must be true or false, got {self.diagonal!r}")
+        check_flag("NeuralGPU", "freeze", self.freeze)
+        check_flag("NeuralGPU", "diagonal", self.diagonal)
         if not isinstance(self.relax_pull, (int, float)) or self.relax_pull < 0:
             raise ValueError(
                 f"NeuralGPU relax_pull must be a non-negative number, got {self.relax_pull!r}"

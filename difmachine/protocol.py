@@ -115,6 +115,13 @@ def check_fraction(owner: str, name: str, value: Any, what: str = "a number", hi
         raise ValueError(f"{owner} {name} must be {what} in [0, 1){hint}, got {value!r}")
 
 
+def check_flag(owner: str, name: str, value: Any) -> None:
+    """The validator of switches: raise a one-line ``ValueError`` naming ``owner`` and ``name``
+    unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner} {name} must be true or false, got {value!r}")
+
+
 def check_counts(spec: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()):
     """:func:`check_count` for several fields of ``spec`` (named after its class)."""
     owner = type(spec).__name__

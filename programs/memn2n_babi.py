@@ -18,8 +18,8 @@ The paper's two training aids, both off by default: `--set linear_start=N` train
 steps without the memory's softmax ("linear start"), `--set empty=0.1` puts 10% random empty
 memories into the training stories ("random noise"), which also trains the temporal encoding of
 ages past the longest training story. `--set linear=true` never has the softmax (the weights are
-the raw scores, which may be negative): on tasks 2 and 3 it learns far more than the softmax. `--set task=3` asks three-fact questions ("where was the
-football before the kitchen?").
+the raw scores, which may be negative): on tasks 2 and 3 it learns far more than the softmax.
+`--set task=3` asks three-fact questions ("where was the football before the kitchen?").
 
 `difmachine trace runs/memn2n_babi` shows the attention over the story's sentences per hop
 (one column per hop); `difmachine eval runs/memn2n_babi --lengths 5,10,15` varies the story

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from .._init import glorot
 from ..errors import CompileError
-from ..protocol import AbstractDevice, Field, TraceField, check_count
+from ..protocol import AbstractDevice, Field, TraceField, check_count, check_flag
 
 KINDS = ("additive", "dot", "general")
 _MASKED = -1e30  # exp(_MASKED - max) is exactly 0 in float32
@@ -159,10 +159,8 @@ class Attention(AbstractDevice):
 
     def __check_init__(self):
         check_count("Attention", "linear_start", self.linear_start, 0)
-        if not isinstance(self.linear, bool):
-            raise ValueError(f"Attention linear must be True or False, got {self.linear!r}")
-        if not isinstance(self.coverage, bool):
-            raise ValueError(f"Attention coverage must be True or False, got {self.coverage!r}")
+        check_flag("Attention", "linear", self.linear)
+        check_flag("Attention", "coverage", self.coverage)
         if self.kind not in KINDS:
             raise ValueError(f"Attention kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.size is not None and (not isinstance(self.size, int) or self.size < 1):

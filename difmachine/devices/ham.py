@@ -54,6 +54,7 @@ from ..protocol import (
     Sampled,
     TraceField,
     check_counts,
+    check_flag,
 )
 from ..stochastic import bernoulli
 
@@ -375,10 +376,7 @@ class HAMMemory(AbstractStochasticDevice):
                 "HAMMemory capacity (sparse storage) needs mode='hard': the soft mode writes "
                 "every leaf; drop capacity"
             )
-        if not isinstance(self.input_leaves, bool):
-            raise ValueError(
-                f"HAMMemory input_leaves must be true or false, got {self.input_leaves!r}"
-            )
+        check_flag("HAMMemory", "input_leaves", self.input_leaves)
         if self.input_leaves and self.capacity is not None:
             raise ValueError(
                 "HAMMemory input_leaves fills every leaf, which sparse storage (capacity) cannot "

@@ -67,7 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import check_fraction
+from ..protocol import check_flag, check_fraction
 from .base import Batch, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
@@ -122,10 +122,7 @@ class AbstractBinaryTask(LevelCurriculum):
         if self.shorter and not self.bucket:
             raise ValueError(f"{name} shorter mixes shorter numbers into a bucket: use bucket=True")
         for flag in ("bucket", "answer_after"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(
-                    f"{name} {flag} must be true or false, got {getattr(self, flag)!r}"
-                )
+            check_flag(name, flag, getattr(self, flag))
 
     @staticmethod
     @abc.abstractmethod

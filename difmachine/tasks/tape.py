@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..protocol import check_flag
 from .base import Batch, Context, LevelCurriculum, check_range, positive
 from .symbols import _check_length, _SymbolScoring, scored_metrics
 
@@ -94,10 +95,7 @@ class TapeTransduce(_SymbolScoring, LevelCurriculum):
         positive("TapeTransduce", "symbols", self.symbols)
         check_range("TapeTransduce", "length", self.min_length, self.max_length)
         check_range("TapeTransduce", "repeats", self.min_repeats, self.max_repeats)
-        if not isinstance(self.output_tape, bool):
-            raise ValueError(
-                f"TapeTransduce output_tape must be true or false, got {self.output_tape!r}"
-            )
+        check_flag("TapeTransduce", "output_tape", self.output_tape)
         self.check_curriculum()
 
     # -- layout ---------------------------------------------------------------------------------
