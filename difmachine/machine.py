@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._init import glorot, zeros
 from .errors import CompileError, DifmachineError
@@ -51,6 +52,7 @@ from .protocol import (
     Field,
     activate,
     check_count,
+    context_names,
     is_stochastic,
 )
 from .tasks.base import Context
@@ -156,6 +158,21 @@ class Machine(AbstractMachine):
             start += dev.read_size
         raise KeyError(name)
 
+    def readout_slice(self) -> slice:
+        """Where the readout device's output sits in the reads: its answer
+        (``AbstractDevice.answer_size``) or, without one, its whole read."""
+        part = self.read_slice(self.readout)
+        answer = self.devices[self.names.index(self.readout)].answer_size
+        return slice(part.start, part.start + answer) if answer else part
+
+    def feedback_mask(self) -> np.ndarray | None:
+        """``[read_size]``: 1 where the controller sees the reads, 0 on devices' answers
+        (``AbstractDevice.answer_size``); ``None`` when it sees everything."""
+        mask = np.concatenate(
+            [np.arange(d.read_size) >= d.answer_size for d in self.devices] or [np.ones(0)]
+        )
+        return None if mask.all() else mask.astype(np.float32)
+
     # -- the machine-kind protocol --------------------------------------------------------------
 
     def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
@@ -164,29 +181,38 @@ class Machine(AbstractMachine):
         return CompiledMachine.build(machine, input_size, output_size, key=key, remat=remat)
 
     def contexts_read(self) -> frozenset[str]:
-        return frozenset(d.context() for d in self.devices if d.context() is not None)
+        return frozenset(n for d in self.devices for n in context_names(d))
 
     def check_contexts(self, provided: Mapping[str, int | None]) -> None:
         provided = {**provided, INPUTS: None}  # the machine's own inputs
         for name, dev in zip(self.names, self.devices):
-            wanted = dev.context()
-            if wanted is not None and wanted not in provided:
-                have = ", ".join(sorted(provided)) or "none"
-                raise ValueError(
-                    f"device {name!r} ({type(dev).__name__}) reads the context {wanted!r}, which "
-                    f"nothing provides (the task's contexts: {have})"
-                )
+            for wanted in context_names(dev):
+                if wanted not in provided:
+                    have = ", ".join(sorted(provided)) or "none"
+                    raise ValueError(
+                        f"device {name!r} ({type(dev).__name__}) reads the context {wanted!r}, "
+                        f"which nothing provides (the task's contexts: {have})"
+                    )
 
     def prefers_remat(self) -> bool:
         return all(dev.prefers_remat() for dev in self.devices)
 
     def bind_contexts(self, widths: Mapping[str, int | None]) -> Machine:
         """This machine with each context-reading device bound to the width of its context
-        (``AbstractDevice.bind_context``), where ``widths`` names it."""
-        devices = {
-            name: dev.bind_context(widths[dev.context()]) if dev.context() in widths else dev
-            for name, dev in zip(self.names, self.devices)
-        }
+        (``AbstractDevice.bind_context``), where ``widths`` names it; a device reading several
+        contexts gets the tuple of their widths (``None`` for those ``widths`` does not name)
+        when ``widths`` names any of them."""
+
+        def bound(dev):
+            wanted = dev.context()
+            if isinstance(wanted, str):
+                return dev.bind_context(widths[wanted]) if wanted in widths else dev
+            names = context_names(dev)
+            if not any(n in widths for n in names):
+                return dev
+            return dev.bind_context(tuple(widths.get(n) for n in names))
+
+        devices = {name: bound(dev) for name, dev in zip(self.names, self.devices)}
         return Machine(self.controller, devices, self.halting, readout=self.readout)
 
     def at_step(self, step: int) -> Machine:
@@ -201,16 +227,21 @@ class Machine(AbstractMachine):
     def route(self, context: Any) -> dict[str, Any]:
         """``{device name: its context}``: a device that reads a context gets the entry named
         after it from ``context`` (a mapping of named contexts); a context that is not a mapping
-        goes to every device that reads one; other devices get ``None``."""
+        goes to every device that reads one; other devices get ``None``. A device reading
+        several contexts gets the tuple of their entries."""
+
+        def entry(wanted):
+            return context.get(wanted) if isinstance(context, Mapping) else context
+
         routed = {}
         for name, dev in zip(self.names, self.devices):
             wanted = dev.context()
             if wanted is None:
                 routed[name] = None
-            elif isinstance(context, Mapping):
-                routed[name] = context.get(wanted)
+            elif isinstance(wanted, str):
+                routed[name] = entry(wanted)
             else:
-                routed[name] = context
+                routed[name] = tuple(entry(w) for w in wanted)
         return routed
 
     def layout(self) -> list[Slot]:
@@ -317,7 +348,7 @@ class CompiledMachine(AbstractCompiledMachine):
             "b_o": zeros(output_size),
         }
         if machine.readout is not None:
-            part = machine.read_slice(machine.readout)
+            part = machine.readout_slice()
             if part.stop - part.start != output_size:
                 raise CompileError(
                     f"compile: readout device {machine.readout!r} reads {part.stop - part.start} "
@@ -343,8 +374,13 @@ class CompiledMachine(AbstractCompiledMachine):
         per_device = m.route(context)
         own = isinstance(context, Mapping) and INPUTS in context  # the task's, e.g. MemoryInput
         for name, dev in zip(m.names, m.devices):
-            if dev.context() == INPUTS and not own:
+            if own or INPUTS not in context_names(dev):
+                continue
+            if isinstance(dev.context(), str):
                 per_device[name] = inputs
+            else:
+                pairs = zip(dev.context(), per_device[name])
+                per_device[name] = tuple(inputs if n == INPUTS else c for n, c in pairs)
         if controller_state is None:
             controller_state = m.controller.init_state(p["controller"])
         dev_states = {
@@ -355,7 +391,14 @@ class CompiledMachine(AbstractCompiledMachine):
             dev.first_read(p["devices"][name], dev_states[name])
             for name, dev in zip(m.names, m.devices)
         ]
-        return controller_state, dev_states, jnp.concatenate(reads) if reads else zeros(0)
+        reads = jnp.concatenate(reads) if reads else zeros(0)
+        return controller_state, dev_states, self._feedback(reads)
+
+    def _feedback(self, reads):
+        """``reads`` as the controller sees them (devices' answers zeroed, see
+        :meth:`Machine.feedback_mask`)."""
+        mask = self.machine.feedback_mask()
+        return reads if mask is None else reads * mask
 
     def cell(self, carry, z, probe=None, key=None):
         """One inner step: ``(carry, z) -> (carry, CellOutput(h, reads, traces))``.
@@ -401,7 +444,7 @@ class CompiledMachine(AbstractCompiledMachine):
         reads = jnp.concatenate(all_reads) if all_reads else zeros(0)
         if log_prob is not None:
             traces[SAMPLED] = {"log_prob": log_prob, "entropy": entropy}
-        return (ctrl_state, new_states, reads), CellOutput(h, reads, traces)
+        return (ctrl_state, new_states, self._feedback(reads)), CellOutput(h, reads, traces)
 
     def _check_length(self, T: int) -> None:
         steps = T * self.machine.halting.inner_steps
@@ -451,7 +494,7 @@ class CompiledMachine(AbstractCompiledMachine):
 
     def _readout(self, h, reads):
         if self.machine.readout is not None:
-            return reads[..., self.machine.read_slice(self.machine.readout)]
+            return reads[..., self.machine.readout_slice()]
         y = jnp.concatenate([h, reads], axis=-1) @ self.params["W_o"]
         return y + jnp.expand_dims(self.params["b_o"], tuple(range(y.ndim - 1)))
 
@@ -558,7 +601,7 @@ class CompiledMachine(AbstractCompiledMachine):
         """
         self._check_length(steps)
         for name, dev in zip(self.machine.names, self.machine.devices):
-            if dev.context() == INPUTS:
+            if INPUTS in context_names(dev):
                 raise DifmachineError(
                     f"device {name!r} ({type(dev).__name__}) reads the whole input sequence, "
                     "which generative decoding makes step by step; use a task that is not "

@@ -18,7 +18,9 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - a device that takes discrete actions subclasses :class:`AbstractStochasticDevice` and
   implements ``sample_step(params, state, iface, key) -> Sampled`` instead of ``step``.
 - ``context()`` (optional): the name of the context the device reads at ``init_state``
-  (``"source"``, ``"story"``, ``"table"``...), or ``None``. A task provides named contexts
+  (``"source"``, ``"story"``, ``"table"``...), or ``None``; a tuple of names for a device that
+  reads several (it gets a tuple of contexts, in that order, and ``bind_context`` a tuple of
+  widths). A task provides named contexts
   (``AbstractTask.contexts``); a machine kind may provide more (a Seq2Seq hands its decoder the
   encoder's states as ``"source"``; a :class:`~difmachine.Machine` hands any device that asks
   for ``"inputs"``, :data:`INPUTS`, its own whole input sequence). :meth:`AbstractMachine.check_contexts`
@@ -140,6 +142,16 @@ class AbstractDevice(eqx.Module):
     @abc.abstractmethod
     def read_size(self) -> int: ...
 
+    @property
+    def answer_size(self) -> int:
+        """How many leading entries of the read are the device's *answer* rather than feedback:
+        a machine whose ``readout`` is this device outputs exactly them, and the controller does
+        not see them (it reads the rest). Default 0: no separate answer; as a readout the whole
+        read is the output, and the controller sees it too. (``OpSelector(feedback="history")``:
+        the answer is the step's scalar, the controller sees only which operation and column it
+        chose, as in the paper.)"""
+        return 0
+
     @abc.abstractmethod
     def init_params(self, key: jax.Array) -> Any: ...
 
@@ -168,9 +180,12 @@ class AbstractDevice(eqx.Module):
         """
         return {}
 
-    def context(self) -> str | None:
+    def context(self) -> str | tuple[str, ...] | None:
         """The name of the context ``init_state`` reads (``"source"``, ``"story"``,
-        ``"table"``...), or ``None`` when the device needs none."""
+        ``"table"``...), or ``None`` when the device needs none. A tuple of names reads several:
+        ``init_state`` then gets a tuple of contexts and ``bind_context`` a tuple of widths, in
+        the same order (``OpSelector(pivot="content")`` reads its table and the encoder's
+        states of the question)."""
         return None
 
     def prefers_remat(self) -> bool:
@@ -181,8 +196,8 @@ class AbstractDevice(eqx.Module):
 
     def bind_context(self, width: int | None) -> AbstractDevice:
         """This device for a context whose vectors are ``width`` wide (``None``: unknown), as the
-        machine kind learns when it is compiled; raise ``ValueError`` if it cannot take it.
-        Default: the device as it is."""
+        machine kind learns when it is compiled; raise ``ValueError`` if it cannot take it. A
+        device reading several contexts gets a tuple of widths. Default: the device as it is."""
         return self
 
     def at_step(self, step: int) -> AbstractDevice:
@@ -193,6 +208,14 @@ class AbstractDevice(eqx.Module):
         step (the train step compiles again when the form changes); ``eval`` and ``trace`` ask
         with the checkpoint's step. Default: the device itself, at every step."""
         return self
+
+
+def context_names(device: AbstractDevice) -> tuple[str, ...]:
+    """The names of the contexts ``device`` reads (``context()`` as a tuple; ``()`` for none)."""
+    wanted = device.context()
+    if wanted is None:
+        return ()
+    return (wanted,) if isinstance(wanted, str) else tuple(wanted)
 
 
 class Sampled(NamedTuple):
@@ -496,6 +519,7 @@ __all__ = [
     "TraceField",
     "activate",
     "check_counts",
+    "context_names",
     "AbstractDevice",
     "AbstractStochasticDevice",
     "AbstractController",

@@ -46,6 +46,8 @@ programmer = dm.OpSelector(
     numbers=2,
     scale=task.scale,
     selection=dm.param("selection", "soft"),
+    pivot=dm.param("pivot", "pointer"),
+    feedback=dm.param("feedback", "scalar"),
 )
 
 attention = dm.param("attention", "additive")

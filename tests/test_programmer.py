@@ -537,3 +537,109 @@ def test_gradient_noise_schedule_and_checkpointable_state():
     eqx.tree_serialise_leaves(io.BytesIO(), state)  # optax's typed key would fail here
     with pytest.raises(Exception, match="rng_key"):
         eqx.tree_serialise_leaves(io.BytesIO(), optax.add_noise(eta, gamma, key=1).init(params))
+
+
+# -- the paper's pivot by content and history feedback ------------------------------------------
+
+
+@given(seed=seeds)
+def test_content_pivot_weighs_the_questions_numbers_by_their_encoder_states(seed):
+    """pivot="content": a comparison's number is the softmax, over the real numbers, of the
+    question's encoder state at each number dotted with the controller's query for that
+    operation (the paper's pivot, with the query computed each step)."""
+    rng, table, _, _ = random_world(seed)
+    S, E = 6, 4
+    states = rng.normal(size=(S, E)).astype(np.float32)
+    positions = rng.choice(S, size=N, replace=False).astype(np.int32)
+    table = table._replace(positions=positions, numbers_mask=np.array([1.0, 1.0], np.float32))
+    if rng.uniform() < 0.5:  # a question with one number: the other is never picked
+        table = table._replace(numbers_mask=np.array([1.0, 0.0], np.float32))
+    source = dm.Context(states, np.ones(S, np.float32))
+    device = dm.OpSelector(TABLE_OPS, columns=("A", "B", "C"), numbers=N, pivot="content")
+    device = device.bind_context((None, E))
+    assert device.interface()["greater_pivot"].shape == (E,)
+    params = device.init_params(jax.random.PRNGKey(0))
+    state = device.init_state(params, (table, source))
+    names = [op.name for op in TABLE_OPS]
+    query = rng.normal(size=E).astype(np.float32)
+    iface = {
+        "op": jax.nn.one_hot(names.index("greater"), len(names)),
+        "column": jax.nn.one_hot(0, C),
+        "greater_pivot": jnp.asarray(query),
+        "lesser_pivot": jnp.zeros(E),
+    }
+    _, new, trace = device.step(params, state, iface)
+    scores = states[positions] @ query
+    scores = np.where(table.numbers_mask > 0, scores, -np.inf)
+    weights = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    pivot = float(weights @ table.numbers)
+    options = device.program_options()
+    np.testing.assert_allclose(trace["program"][options.index("pivot greater")], pivot, rtol=1e-5)
+    # hard selection runs the comparison with the argmax number
+    hard = dataclasses.replace(device, selection="hard")
+    _, new, _ = hard.step(params, hard.init_state(params, (table, source)), iface)
+    chosen = table.numbers[int(np.argmax(scores))]
+    np.testing.assert_array_equal(new["rows"][0], table.mask * (table.values[:, 0] > chosen))
+
+
+def test_content_pivot_and_history_feedback_pass_the_device_checks():
+    rng, table, _, _ = random_world(3)
+    table = table._replace(positions=np.array([1, 4], np.int32))
+    source = dm.Context(rng.normal(size=(6, 4)).astype(np.float32), np.ones(6, np.float32))
+    device = dm.OpSelector(
+        TABLE_OPS, columns=("A", "B", "C"), numbers=N, pivot="content", feedback="history"
+    ).bind_context((None, 4))
+    assert (device.read_size, device.answer_size) == (1 + len(TABLE_OPS) + C, 1)
+    testing.check_device(device, context=(table, source), steps=4, invariants=selector_invariants)
+
+
+def test_history_feedback_keeps_the_answer_from_the_controller():
+    """feedback="history": the controller sees the operation and column it chose, not the
+    step's scalar, so its choices depend on the question alone, never on the table's values;
+    the machine's output (readout) is still the scalar."""
+    _, table, _, _ = random_world(4)
+    other = table._replace(values=table.values[::-1] * 3.0 + 7.0)
+    xs = jnp.eye(4, dtype=jnp.float32)
+    choices = {}
+    for feedback in ("scalar", "history"):
+        device = dm.OpSelector(
+            TABLE_OPS, columns=("A", "B", "C"), numbers=N, scale=100.0, feedback=feedback
+        )
+        machine = dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer")
+        model = dm.compile(machine, 4, 1, key=jax.random.PRNGKey(0))
+        runs = [model(xs, trace=True, context=t) for t in (table, other)]
+        for ys, aux in runs:
+            np.testing.assert_allclose(
+                ys[:, 0] * 100.0, aux["trace"]["programmer"]["scalar"], rtol=1e-5
+            )
+        ops = [np.asarray(aux["trace"]["programmer"]["op"]) for _, aux in runs]
+        choices[feedback] = np.abs(ops[0] - ops[1]).max()
+        assert not np.allclose(runs[0][0], runs[1][0])  # the answers differ with the table
+    assert choices["history"] == 0.0
+    assert choices["scalar"] > 1e-4  # the scalar fed back steers later choices
+
+
+def test_content_pivot_compiles_in_a_seq2seq_and_explains_itself_elsewhere():
+    task = dm.TableQA(columns=2, max_rows=5)
+    device = dm.OpSelector(
+        TABLE_OPS, columns=task.names, numbers=2, scale=task.scale, pivot="content"
+    )
+    machine = dm.Seq2Seq(
+        encoder=dm.Encoder(dm.GRU(8)),
+        decoder=dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer"),
+    )
+    assert machine.contexts_read() == {"source", "table"}
+    model = dm.compile(
+        machine, task.input_size, 1, key=jax.random.PRNGKey(0), contexts=task.contexts
+    )
+    assert model.decoder.machine.devices[0].interface()["lesser_pivot"].shape == (8,)
+    batch = task.sample(np.random.default_rng(0), 3)
+    ys, _ = jax.vmap(lambda x, m, c: model(x, m, context=c))(
+        batch.inputs, batch.mask, batch.context
+    )
+    assert ys.shape == (3, task.input_size, 1) and np.isfinite(ys).all()
+    alone = dm.Machine(dm.GRU(8), {"programmer": device}, readout="programmer")
+    with pytest.raises(ValueError, match="reads the context 'source', which nothing provides"):
+        alone.check_contexts({"table": None})
+    with pytest.raises(ValueError, match="use it in the decoder of a Seq2Seq"):
+        dm.compile(alone, 4, 1, key=jax.random.PRNGKey(0), contexts={"table": None})

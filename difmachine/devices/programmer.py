@@ -14,7 +14,11 @@ jnp function ``fn`` of the named inputs (in order). The inputs an operation may 
   its own pointer field ``<name>_pivot`` (logits over the question's numbers, in order of
   appearance, softmaxed over the real ones); the operation is run with every candidate number and
   mixed by the pointer's distribution, so the choice of number gets a gradient although the
-  comparison itself is hard (the paper's separate pivots for greater and lesser);
+  comparison itself is hard (the paper's separate pivots for greater and lesser). With
+  ``pivot="content"`` the field is instead a query scored against the question's encoder state
+  at each number (``Table.positions``; the device then also reads the context ``"source"``, so
+  it must sit in a Seq2Seq decoder): the number is picked by the words around it, as in the
+  paper, rather than by its slot;
 - ``"scalar-k"`` / ``"rows-k"``: the scalar / row-selector output of ``k`` steps ago (the
   "pipe"); before the first step scalars are 0 and row selectors select every real row;
 - ``"mask"``: the table's row mask (1 = real row).
@@ -44,7 +48,9 @@ are the operands (:data:`ARITHMETIC_OPS`).
 The read handed back to the controller is ``scalar_t / scale``: with ``Machine(...,
 readout=<this device>)`` that read *is* the machine's answer (the task multiplies it back by the
 same ``scale``), and dividing keeps the controller's feedback input of order 1 when answers are
-sums in the hundreds. Trace: ``program`` (op probabilities, column probabilities and the picked
+sums in the hundreds. ``feedback="history"`` hands back the paper's history input instead: the
+operation and column distributions just used, with the scalar kept as the device's answer
+(``answer_size`` 1), which the readout outputs and the controller never sees. Trace: ``program`` (op probabilities, column probabilities and the picked
 pivots per step, drawn as a readable program by the ``program`` renderer), ``op`` and
 ``column`` (heatmaps of the choices), ``rows`` (the row selector) and ``scalar``.
 """
@@ -67,16 +73,27 @@ OUTPUT_TYPES = ("scalar", "rows")
 #: how :class:`OpSelector` uses its choices: the soft mixture, the argmax's one-hot, or the
 #: one-hot forward with the soft gradient (straight-through)
 SELECTIONS = ("soft", "hard", "straight")
+#: how :class:`OpSelector` picks a comparison's number from the question: free logits emitted
+#: by the controller over the number slots, or by content (the question's encoder state at each
+#: number scored against a query the controller emits per operation, as the paper's pivot
+#: scores those states against a learned vector per operation)
+PIVOTS = ("pointer", "content")
+#: what :class:`OpSelector` hands back to the controller: the step's scalar (over ``scale``), or
+#: the operation and column it chose (the paper's history input; the scalar is then only the
+#: machine's answer, ``answer_size`` 1)
+FEEDBACKS = ("scalar", "history")
 
 
 class Table(NamedTuple):
     """The operation selector's context: ``values[rows, columns]`` (numbers), ``mask[rows]`` (1 =
-    real row) and the question's numbers ``numbers[N]`` with ``numbers_mask[N]`` (pivots)."""
+    real row), the question's numbers ``numbers[N]`` with ``numbers_mask[N]`` (pivots) and
+    ``positions[N]``, where each number stands in the question (for pivots chosen by content)."""
 
     values: Any
     mask: Any
     numbers: Any = None
     numbers_mask: Any = None
+    positions: Any = None
 
 
 def _lag(kind: str) -> tuple[str, int] | None:
@@ -259,6 +276,10 @@ class OpSelector(AbstractDevice):
       gradient reaches the choices) or ``"straight"`` (straight-through: the forward pass runs
       the discrete program, gradients flow as if soft). :func:`with_selection` switches a
       trained model's selectors, e.g. to evaluate a softly trained program discretely.
+    - ``pivot``: ``"pointer"`` (logits over the number slots) or ``"content"`` (a query against
+      the question's encoder states at the numbers), see :data:`PIVOTS`.
+    - ``feedback``: ``"scalar"`` (the step's scalar) or ``"history"`` (the choices), see
+      :data:`FEEDBACKS`.
     """
 
     ops: tuple[Op, ...] = eqx.field(static=True, default=TABLE_OPS)
@@ -268,6 +289,10 @@ class OpSelector(AbstractDevice):
     # the selection builds no parameter, so a softly trained checkpoint loads with
     # selection="hard" for evaluation (a program's identity is its parameter tree)
     selection: str = eqx.field(static=True, default="soft")
+    pivot: str = eqx.field(static=True, default="pointer")
+    feedback: str = eqx.field(static=True, default="scalar")
+    # the width of the question's encoder states (pivot="content"), bound when compiled
+    source_size: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if not isinstance(self.ops, tuple) or not self.ops:
@@ -286,9 +311,14 @@ class OpSelector(AbstractDevice):
         check_counts(self, positive=("numbers",))
         if not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
-        if self.selection not in SELECTIONS:
+        for name, allowed in (("selection", SELECTIONS), ("pivot", PIVOTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"OpSelector {name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        if self.feedback not in FEEDBACKS:
             raise ValueError(
-                f"OpSelector selection must be one of {SELECTIONS}, got {self.selection!r}"
+                f"OpSelector feedback must be one of {FEEDBACKS}, got {self.feedback!r}"
             )
 
     # -- layout ---------------------------------------------------------------------------------
@@ -315,20 +345,45 @@ class OpSelector(AbstractDevice):
         if self.uses_columns:
             fields["column"] = Field((len(self.columns),), "softmax")
         for name in self.pivot_ops:  # masked softmax over the question's numbers, in step()
-            fields[f"{name}_pivot"] = Field((self.numbers,), "identity")
+            if self.pivot == "pointer":  # a logit per number slot
+                fields[f"{name}_pivot"] = Field((self.numbers,), "identity")
+            else:  # a query scored against the encoder state at each number
+                fields[f"{name}_pivot"] = Field((self._source_size(),), "identity")
         return fields
+
+    def _source_size(self) -> int:
+        if self.source_size is None:
+            raise ValueError(
+                "OpSelector(pivot='content') scores the question's encoder states: use it in "
+                "the decoder of a Seq2Seq (or pivot='pointer')"
+            )
+        return self.source_size
 
     @property
     def read_size(self) -> int:
+        if self.feedback == "history":  # [scalar / scale, op choice, column choice]
+            return 1 + len(self.ops) + (len(self.columns) if self.uses_columns else 0)
         return 1
+
+    @property
+    def answer_size(self) -> int:
+        return 1 if self.feedback == "history" else 0
 
     def init_params(self, key):
         return {}
 
-    def context(self) -> str:
-        return "table"
+    def context(self) -> str | tuple[str, str]:
+        return ("table", "source") if self.pivot == "content" else "table"
+
+    def bind_context(self, width):
+        if self.pivot == "pointer" or width[1] is None:
+            return self
+        return dataclasses.replace(self, source_size=width[1])
 
     def init_state(self, params, context=None):
+        source = None
+        if self.pivot == "content":
+            context, source = (None, None) if context is None else context
         if context is None:
             raise ValueError(
                 "OpSelector needs a table: run the machine with context=Table(values, mask, ...)"
@@ -363,7 +418,7 @@ class OpSelector(AbstractDevice):
                 f"OpSelector question numbers must be [{self.numbers}] (numbers={self.numbers}), "
                 f"got {numbers.shape}"
             )
-        return {
+        state = {
             "table": values,
             "mask": mask,
             "numbers": numbers,
@@ -371,6 +426,26 @@ class OpSelector(AbstractDevice):
             "scalars": jnp.zeros((self.history("scalar"),), jnp.float32),
             "rows": jnp.broadcast_to(mask, (self.history("rows"), mask.shape[0])),
         }
+        if self.pivot == "content" and self.pivot_ops:
+            state["number_keys"] = self.number_keys(context, source)
+        return state
+
+    def number_keys(self, table, source):
+        """``[N, E]``: the question's encoder state at each number (``table.positions``), what
+        a content pivot scores."""
+        positions = getattr(table, "positions", None)
+        if source is None or positions is None:
+            raise ValueError(
+                "OpSelector(pivot='content') needs the question's encoder states (the context "
+                "'source' of a Seq2Seq decoder) and Table(..., positions=) of its numbers"
+            )
+        states = jnp.asarray(source[0], jnp.float32)
+        positions = jnp.asarray(positions, jnp.int32)
+        if positions.shape != (self.numbers,):
+            raise ValueError(
+                f"OpSelector number positions must be [{self.numbers}], got {positions.shape}"
+            )
+        return states[jnp.clip(positions, 0, states.shape[0] - 1)]
 
     # -- one step -------------------------------------------------------------------------------
 
@@ -409,9 +484,13 @@ class OpSelector(AbstractDevice):
     def step(self, params, state, iface):
         soft_alpha = iface["op"]
         soft_beta = iface.get("column")
-        soft_pivots = {
-            name: attend(iface[f"{name}_pivot"], state["numbers_mask"]) for name in self.pivot_ops
-        }
+        if self.pivot == "content":  # the paper's p = softmax(U g): number states . query
+            scores = {
+                name: state["number_keys"] @ iface[f"{name}_pivot"] for name in self.pivot_ops
+            }
+        else:
+            scores = {name: iface[f"{name}_pivot"] for name in self.pivot_ops}
+        soft_pivots = {name: attend(scores[name], state["numbers_mask"]) for name in self.pivot_ops}
         alpha = self.select(soft_alpha)
         beta = None if soft_beta is None else self.select(soft_beta)
         # a question without numbers: every weight is 0, and stays 0 (the pivot is 0)
@@ -446,7 +525,10 @@ class OpSelector(AbstractDevice):
             trace["column"] = soft_beta
         if self.uses_rows:
             trace["rows"] = rows
-        return (scalar / self.scale)[None], new, trace
+        read = (scalar / self.scale)[None]
+        if self.feedback == "history":  # the choices made, which the controller sees
+            read = jnp.concatenate([read, alpha, none if beta is None else beta])
+        return read, new, trace
 
     def program_options(self) -> tuple[str, ...]:
         """Names of the entries of the ``program`` trace record (see :func:`describe_program`)."""

@@ -380,6 +380,7 @@ class TableQA(AbstractAnswerTask):
         rows_mask = np.zeros((batch_size, R), np.float32)
         numbers = np.zeros((batch_size, 2), np.float32)
         numbers_mask = np.zeros((batch_size, 2), np.float32)
+        positions = np.zeros((batch_size, 2), np.int32)
         answers = np.zeros(batch_size)
         for b in range(batch_size):
             r = R if length is not None else int(rng.integers(self.min_rows, R + 1))
@@ -391,11 +392,13 @@ class TableQA(AbstractAnswerTask):
             rows_mask[b, :r] = 1.0
             numbers[b, : len(nums)] = nums
             numbers_mask[b, : len(nums)] = 1.0
+            where = [i for i, w in enumerate(words) if w in ("n", "m")]
+            positions[b, : len(where)] = where
         targets, mask, loss_mask = _answer_batch(answers, T)
         inputs = np.broadcast_to(np.eye(T, dtype=np.float32), (batch_size, T, T)).copy()
         context = {
             "source": Context(source, source_mask),
-            "table": Table(values, rows_mask, numbers, numbers_mask),
+            "table": Table(values, rows_mask, numbers, numbers_mask, positions),
         }
         return Batch(inputs, targets, mask, loss_mask, context)
 
