@@ -48,6 +48,8 @@ programmer = dm.OpSelector(
     selection=dm.param("selection", "soft"),
     pivot=dm.param("pivot", "pointer"),
     feedback=dm.param("feedback", "scalar"),
+    entropy=dm.param("entropy", 0.0),
+    entropy_steps=dm.param("entropy_steps", 0),
 )
 
 attention = dm.param("attention", "additive")

@@ -21,6 +21,7 @@ from difmachine.devices.programmer import (
     ARITHMETIC_OPS,
     TABLE_OPS,
     describe_program,
+    entropy_bonus,
     select,
     with_selection,
 )
@@ -643,3 +644,45 @@ def test_content_pivot_compiles_in_a_seq2seq_and_explains_itself_elsewhere():
         alone.check_contexts({"table": None})
     with pytest.raises(ValueError, match="use it in the decoder of a Seq2Seq"):
         dm.compile(alone, 4, 1, key=jax.random.PRNGKey(0), contexts={"table": None})
+
+
+@given(seed=seeds, weight=st.floats(1e-3, 1.0))
+def test_entropy_bonus_adds_the_gradient_of_minus_weighted_entropy(seed, weight):
+    """entropy_bonus(p, w) is p; its gradient is that of the loss minus w * H(p), as a
+    reference written with the entropy in the loss says."""
+    rng = np.random.default_rng(seed)
+    z, c = (jnp.asarray(rng.normal(size=6), jnp.float32) for _ in range(2))
+    H = lambda p: -jnp.sum(p * jnp.log(p))
+    hooked = lambda z: jnp.sum(c * entropy_bonus(jax.nn.softmax(z), weight))
+    reference = lambda z: jnp.sum(c * jax.nn.softmax(z)) - weight * H(jax.nn.softmax(z))
+    np.testing.assert_allclose(hooked(z), jnp.sum(c * jax.nn.softmax(z)), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(hooked))(z), jax.grad(reference)(z), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_entropy_bonus_is_on_for_its_steps_then_off():
+    device = dm.OpSelector(TABLE_OPS, columns=("A",), entropy=0.01, entropy_steps=5)
+    assert device.at_step(0) is device and device.at_step(4) is device  # exploring: unchanged
+    late = device.at_step(5)
+    assert not late.exploring and late.at_step(9) is late and late.at_step(2).exploring
+    always = dm.OpSelector(TABLE_OPS, columns=("A",), entropy=0.01)
+    assert always.at_step(10**6) is always
+    # the bonus changes the gradient of the choices, and only while exploring
+    _, table, _, _ = random_world(5)
+    table = table._replace(values=table.values[:, :1])  # one column
+    op = jax.nn.softmax(jnp.arange(len(TABLE_OPS), dtype=jnp.float32) / 4)
+    iface = {"column": jnp.ones(1), "greater_pivot": jnp.zeros(N), "lesser_pivot": jnp.zeros(N)}
+
+    def grad_of(d):
+        answer = lambda op: d.step({}, d.init_state({}, table), {**iface, "op": op})[0][0]
+        return jax.grad(answer)(op)
+
+    off = dm.OpSelector(TABLE_OPS, columns=("A",), numbers=N)
+    on = dataclasses.replace(off, entropy=0.01, entropy_steps=5)
+    assert not np.allclose(grad_of(on), grad_of(off))
+    np.testing.assert_allclose(grad_of(on.at_step(5)), grad_of(off))
+    with pytest.raises(ValueError, match="entropy must be a number >= 0"):
+        dm.OpSelector(TABLE_OPS, entropy=-1.0)
+    with pytest.raises(ValueError, match="entropy_steps"):
+        dm.OpSelector(TABLE_OPS, entropy_steps=-1)

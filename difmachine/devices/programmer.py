@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -280,6 +281,12 @@ class OpSelector(AbstractDevice):
       the question's encoder states at the numbers), see :data:`PIVOTS`.
     - ``feedback``: ``"scalar"`` (the step's scalar) or ``"history"`` (the choices), see
       :data:`FEEDBACKS`.
+    - ``entropy``: an exploration bonus, ``entropy * H`` of the operation and column choices
+      per example added to what training maximises (:func:`entropy_bonus`; 0: off), for the
+      first ``entropy_steps`` training steps (0: throughout). Without it a program whose steps
+      only pay off together (difference: sum, reset, sum, difference) is never found: the last
+      step settles on an answer of 0 before the sums can differentiate, and its saturated
+      softmax then takes no gradient.
     """
 
     ops: tuple[Op, ...] = eqx.field(static=True, default=TABLE_OPS)
@@ -291,6 +298,10 @@ class OpSelector(AbstractDevice):
     selection: str = eqx.field(static=True, default="soft")
     pivot: str = eqx.field(static=True, default="pointer")
     feedback: str = eqx.field(static=True, default="scalar")
+    entropy: float = eqx.field(static=True, default=0.0)
+    entropy_steps: int = eqx.field(static=True, default=0)
+    # the form: whether the entropy bonus is on (it is until entropy_steps, see at_step)
+    exploring: bool = eqx.field(static=True, default=True)
     # the width of the question's encoder states (pivot="content"), bound when compiled
     source_size: int | None = eqx.field(static=True, default=None)
 
@@ -308,7 +319,7 @@ class OpSelector(AbstractDevice):
             raise ValueError(
                 f"OpSelector columns must be a non-empty tuple of names, got {self.columns!r}"
             )
-        check_counts(self, positive=("numbers",))
+        check_counts(self, positive=("numbers",), non_negative=("entropy_steps",))
         if not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
         for name, allowed in (("selection", SELECTIONS), ("pivot", PIVOTS)):
@@ -316,6 +327,10 @@ class OpSelector(AbstractDevice):
                 raise ValueError(
                     f"OpSelector {name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
+        if not isinstance(self.entropy, (int, float)) or not 0 <= self.entropy < float("inf"):
+            raise ValueError(
+                f"OpSelector entropy must be a number >= 0 (0: off), got {self.entropy!r}"
+            )
         if self.feedback not in FEEDBACKS:
             raise ValueError(
                 f"OpSelector feedback must be one of {FEEDBACKS}, got {self.feedback!r}"
@@ -371,6 +386,14 @@ class OpSelector(AbstractDevice):
 
     def init_params(self, key):
         return {}
+
+    def at_step(self, step: int) -> OpSelector:
+        if not self.entropy_steps:  # the bonus (if any) throughout
+            return self
+        exploring = step < self.entropy_steps
+        return (
+            self if exploring == self.exploring else dataclasses.replace(self, exploring=exploring)
+        )
 
     def context(self) -> str | tuple[str, str]:
         return ("table", "source") if self.pivot == "content" else "table"
@@ -491,6 +514,10 @@ class OpSelector(AbstractDevice):
         else:
             scores = {name: iface[f"{name}_pivot"] for name in self.pivot_ops}
         soft_pivots = {name: attend(scores[name], state["numbers_mask"]) for name in self.pivot_ops}
+        if self.entropy and self.exploring:  # keep the choices open while exploring
+            soft_alpha = entropy_bonus(soft_alpha, self.entropy)
+            if soft_beta is not None:
+                soft_beta = entropy_bonus(soft_beta, self.entropy)
         alpha = self.select(soft_alpha)
         beta = None if soft_beta is None else self.select(soft_beta)
         # a question without numbers: every weight is 0, and stays 0 (the pivot is 0)
@@ -556,6 +583,26 @@ class OpSelector(AbstractDevice):
             spec["rows"] = TraceField("heatmap", "row selector", axis="row")
         spec["scalar"] = TraceField("scalars", "scalar output")
         return spec
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def entropy_bonus(p, weight: float):
+    """``p`` (a distribution) unchanged; in the backward pass the gradient of ``-weight *
+    H(p)`` is added, ``weight * (log p + 1)``, as if the loss had that term: training then
+    favours open choices. Written as a gradient hook so a device can apply it without a loss
+    of its own; ``weight`` counts per example (the batch's loss is a mean, the hook is not)."""
+    return p
+
+
+def _entropy_bonus_fwd(p, weight):
+    return p, p
+
+
+def _entropy_bonus_bwd(weight, p, g):
+    return (g + weight * (jnp.log(jnp.maximum(p, 1e-12)) + 1.0),)
+
+
+entropy_bonus.defvjp(_entropy_bonus_fwd, _entropy_bonus_bwd)
 
 
 def select(p, selection: str = "soft"):
@@ -632,6 +679,7 @@ __all__ = [
     "safe_divide",
     "describe_program",
     "select",
+    "entropy_bonus",
     "with_selection",
     "SELECTIONS",
 ]
