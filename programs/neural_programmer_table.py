@@ -24,7 +24,11 @@ Training aids: gradient clipping (`clip`), annealed Gaussian gradient noise of v
 `noise / (1 + t)^0.55` (`--set noise=0` to turn it off) and a cosine decay of the learning rate
 to 1% over `steps` (`--set decay=false` for a constant rate; runs without it drift away from
 programs they had found; `--steps N` changes the budget and the decay follows).
-`--set seed=K` changes initialisation, data and noise. `difmachine trace RUN` prints the
+`--set seed=K` changes initialisation, data and noise. Closer to the paper (README, "The Neural
+Programmer"): `--set pivot=content` (comparison numbers chosen by the question's encoder state
+at each number), `--set feedback=history` (the controller sees its past choices, not the
+scalar) and `--set entropy=0.01 entropy_steps=5000` (an exploration bonus on the choices; the
+only one that gets "difference" learned, in 1 seed of 5). `difmachine trace RUN` prints the
 induced program ("step 1: greater(col A, 30) p=0.97; step 2: sum(col B, rows[1]) p=0.99"), the
 attention over the question and the row selector over the table's rows; `difmachine eval RUN
 --lengths 8,16,32` tries bigger tables than in training.
