@@ -20,11 +20,11 @@ Device protocol (one unbatched example; batching is ``vmap``'s job, time is ``sc
 - ``context()`` (optional): the name of the context the device reads at ``init_state``
   (``"source"``, ``"story"``, ``"table"``...), or ``None``; a tuple of names for a device that
   reads several (it gets a tuple of contexts, in that order, and ``bind_context`` a tuple of
-  widths). A task provides named contexts
-  (``AbstractTask.contexts``); a machine kind may provide more (a Seq2Seq hands its decoder the
-  encoder's states as ``"source"``; a :class:`~difmachine.Machine` hands any device that asks
-  for ``"inputs"``, :data:`INPUTS`, its own whole input sequence). :meth:`AbstractMachine.check_contexts`
-  checks once, when a program is built, that every device gets the context it names.
+  widths). A task provides named contexts (``AbstractTask.contexts``); a machine kind may
+  provide more (a Seq2Seq hands its decoder the encoder's states as ``"source"``; a
+  :class:`~difmachine.Machine` hands any device that asks for ``"inputs"``, :data:`INPUTS`, its
+  own whole input sequence). :meth:`AbstractMachine.check_contexts` checks once, when a program
+  is built, that every device gets the context it names.
 
 Halting contract: a policy runs the machine's one-step ``cell(carry, z) -> (carry,
 CellOutput)`` for one input step and returns a :class:`Halted`; see :class:`AbstractHalting`.

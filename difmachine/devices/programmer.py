@@ -50,9 +50,11 @@ readout=<this device>)`` that read *is* the machine's answer (the task multiplie
 same ``scale``), and dividing keeps the controller's feedback input of order 1 when answers are
 sums in the hundreds. ``feedback="history"`` hands back the paper's history input instead: the
 operation and column distributions just used, with the scalar kept as the device's answer
-(``answer_size`` 1), which the readout outputs and the controller never sees. Trace: ``program`` (op probabilities, column probabilities and the picked
-pivots per step, drawn as a readable program by the ``program`` renderer), ``op`` and
-``column`` (heatmaps of the choices), ``rows`` (the row selector) and ``scalar``.
+(``answer_size`` 1), which the readout outputs and the controller never sees.
+
+Trace: ``program`` (op probabilities, column probabilities and the picked pivots per step, drawn
+as a readable program by the ``program`` renderer), ``op`` and ``column`` (heatmaps of the
+choices), ``rows`` (the row selector) and ``scalar``.
 """
 
 from __future__ import annotations
