@@ -618,6 +618,9 @@ def test_history_feedback_keeps_the_answer_from_the_controller():
         assert not np.allclose(runs[0][0], runs[1][0])  # the answers differ with the table
     assert choices["history"] == 0.0
     assert choices["scalar"] > 1e-4  # the scalar fed back steers later choices
+    # padding, jit == eager, vmap == loop, and the hoisted weight gradients (taken from the
+    # masked reads the controller saw) equal plain autodiff's
+    testing.check_machine(machine, 4, 1, length=4, context=table)
 
 
 def test_content_pivot_compiles_in_a_seq2seq_and_explains_itself_elsewhere():
