@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import AbstractDevice, Field, TraceField, check_counts
+from ..protocol import AbstractDevice, Field, TraceField, check_counts, check_flag
 from .attention import attend
 
 OUTPUT_TYPES = ("scalar", "rows")
@@ -324,7 +324,11 @@ class OpSelector(AbstractDevice):
         check_counts(self, positive=("numbers",), non_negative=("entropy_steps",))
         if not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"OpSelector scale must be a positive number, got {self.scale!r}")
-        for name, allowed in (("selection", SELECTIONS), ("pivot", PIVOTS)):
+        for name, allowed in (
+            ("selection", SELECTIONS),
+            ("pivot", PIVOTS),
+            ("feedback", FEEDBACKS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"OpSelector {name} must be one of {allowed}, got {getattr(self, name)!r}"
@@ -333,10 +337,7 @@ class OpSelector(AbstractDevice):
             raise ValueError(
                 f"OpSelector entropy must be a number >= 0 (0: off), got {self.entropy!r}"
             )
-        if self.feedback not in FEEDBACKS:
-            raise ValueError(
-                f"OpSelector feedback must be one of {FEEDBACKS}, got {self.feedback!r}"
-            )
+        check_flag("OpSelector", "exploring", self.exploring)
 
     # -- layout ---------------------------------------------------------------------------------
 
