@@ -48,19 +48,30 @@ def interpolate(w_content: Weights, w_prev: Weights, gate: Scalar) -> Weights:
     return gate * w_content + (1.0 - gate) * w_prev
 
 
-def shift(w: Weights, s: jax.Array, offsets: Sequence[int] = (-1, 0, 1)) -> Weights:
-    """Circular convolution shift (equation 8).
+def shift(
+    w: Weights, s: jax.Array, offsets: Sequence[int] = (-1, 0, 1), *, circular: bool = True
+) -> Weights:
+    """Convolution shift (equation 8), circular by default.
 
     ``s[j]`` is the probability of moving the focus by ``offsets[j]`` slots, so
     ``out[i] = sum_j s[j] * w[(i - offsets[j]) mod N]``. Convention: ``s`` one-hot on offset
     ``+1`` moves the focus from slot ``i`` to slot ``i + 1``, i.e. equals ``jnp.roll(w, 1)``.
+    With ``circular=False`` nothing wraps around: ``w`` is zero outside ``0..N-1``, so weight
+    moved past either end is lost (a sequence, unlike the NTM's memory, has ends).
     """
     offsets = tuple(int(o) for o in offsets)
     if s.shape[-1] != len(offsets):
         raise ValueError(f"shift distribution has {s.shape[-1]} entries for {len(offsets)} offsets")
-    out = s[0] * jnp.roll(w, offsets[0])
+    n = w.shape[-1]
+    if circular:
+        moved = [jnp.roll(w, o) for o in offsets]
+    else:
+        pad = max(abs(o) for o in offsets)
+        padded = jnp.pad(w, (pad, pad))
+        moved = [padded[pad - o : pad - o + n] for o in offsets]
+    out = s[0] * moved[0]
     for j in range(1, len(offsets)):
-        out = out + s[j] * jnp.roll(w, offsets[j])
+        out = out + s[j] * moved[j]
     return out
 
 

@@ -9,7 +9,9 @@ Machine: a bidirectional LSTM encoder (64 units each way) and an LSTM-128 decode
 device is additive attention over the encoder's states. `--set attention=none` removes it: the
 plain encoder-decoder of Sutskever et al. (2014), which sees the source only through the
 encoder's final state (the baseline). `--set attention=dot|general` are Luong's scores,
-`--set coverage=true` adds coverage to the attention (the sum of its past weights).
+`--set coverage=true` adds coverage to the attention (the sum of its past weights),
+`--set location=true` location addressing after it (the NTM's gate, shift and sharpening, so
+the decoder can walk the source one position per step).
 
 `difmachine eval runs/seq2seq_reverse --lengths 8,12,18,24` measures 1.5-2x longer strings
 (trained up to 12); `difmachine trace runs/seq2seq_reverse` draws the alignment matrix, which
@@ -23,8 +25,11 @@ import difmachine as dm
 attention = dm.param("attention", "additive")
 size = None if attention == "dot" else dm.param("size", 64)
 coverage = dm.param("coverage", False)  # --set coverage=true: scores see the past weights
+location = dm.param("location", False)  # --set location=true: gate, shift and sharpen
 decoder_devices = (
-    [] if attention == "none" else [dm.Attention(attention, size=size, coverage=coverage)]
+    []
+    if attention == "none"
+    else [dm.Attention(attention, size=size, coverage=coverage, location=location)]
 )
 
 program = dm.Program(

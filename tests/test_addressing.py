@@ -126,13 +126,14 @@ def np_interpolate(wc, wp, g):
     return g * np.asarray(wc, np.float64) + (1.0 - g) * np.asarray(wp, np.float64)
 
 
-def np_shift(w, s, offsets):
+def np_shift(w, s, offsets, circular=True):
     w = np.asarray(w, np.float64)
     n = len(w)
     out = np.zeros(n)
     for i in range(n):
         for j, o in enumerate(offsets):
-            out[i] += float(s[j]) * w[(i - o) % n]
+            if circular or 0 <= i - o < n:
+                out[i] += float(s[j]) * w[(i - o) % n]
     return out
 
 
@@ -184,7 +185,7 @@ def np_write_many(memory, w, erase, add):
 cosine_j = jax.jit(A.cosine_similarity)
 content_j = jax.jit(A.content_weights)
 interpolate_j = jax.jit(A.interpolate)
-shift_j = jax.jit(A.shift, static_argnames="offsets")
+shift_j = jax.jit(A.shift, static_argnames=("offsets", "circular"))
 sharpen_j = jax.jit(A.sharpen)
 address_j = jax.jit(A.address, static_argnames="offsets")
 read_j = jax.jit(A.read)
@@ -259,8 +260,10 @@ def test_interpolate_matches_numpy(data, n, gate):
 def test_shift_matches_numpy_loop(data, n, offsets):
     w = data.draw(arrays(n))  # any vector, not only distributions
     s = data.draw(distributions(len(offsets)))
-    out = np.asarray(shift_j(w, s, offsets=offsets))
-    np.testing.assert_allclose(out, np_shift(w, s, offsets), rtol=1e-5, atol=1e-6)
+    for circular in (True, False):
+        out = np.asarray(shift_j(w, s, offsets=offsets, circular=circular))
+        ref = np_shift(w, s, offsets, circular)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
 @given(data=st.data(), n=SLOTS, gamma=GAMMA)
@@ -388,6 +391,13 @@ def test_shift_convention(data, n, offsets):
     np.testing.assert_array_equal(one_hot_shift(0), w)
     for o in offsets:  # every offset, including |o| >= n, wraps around
         np.testing.assert_array_equal(one_hot_shift(o), np.roll(w, o))
+        # ... unless the shift is not circular: then what moves past an end is gone
+        s = np.eye(len(offsets), dtype=np.float32)[offsets.index(o)]
+        unwrapped = np.asarray(shift_j(w, s, offsets=offsets, circular=False))
+        kept = np.zeros(n, np.float32)
+        if abs(o) < n:
+            kept[max(o, 0) : n + min(o, 0)] = w[max(-o, 0) : n - max(o, 0)]
+        np.testing.assert_array_equal(unwrapped, kept)
 
 
 def test_shift_rejects_wrong_length():

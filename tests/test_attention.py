@@ -104,6 +104,80 @@ def test_negative_coverage_weight_moves_attention_on():
     assert first["weights"][0] > 0.5 and second["weights"][1] > 0.99  # read, then moved on
 
 
+def test_location_attention_device_protocol():
+    dev = dm.Attention("additive", size=6, context_size=4, location=True)
+
+    def invariants(state, reads, traces):
+        w = np.asarray(traces["weights"])
+        assert np.all(w[:, 3:] == 0.0)
+        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-4)
+
+    check_device(dev, context=_context(jax.random.PRNGKey(2)), invariants=invariants)
+
+
+def _np_locate(content, previous, gate, shift, gamma, real):
+    """The reference: interpolate, shift by -1/0/+1 without wrapping, sharpen over the real
+    positions (uniform when nothing is left there)."""
+    w = gate * content + (1 - gate) * previous
+    moved = np.zeros_like(w)
+    for s_j, o in zip(shift, (-1, 0, 1)):
+        moved += s_j * np.roll(np.pad(w, 1), o)[1:-1]
+    p = np.where(real, (moved + 1e-12) ** gamma, 0.0)
+    return p / p.sum()
+
+
+@given(
+    kind=st.sampled_from(["additive", "dot"]),
+    real=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    gamma=st.floats(1.0, 4.0),
+)
+def test_location_attention_gates_shifts_and_sharpens_the_content_weights(kind, real, seed, gamma):
+    dev = dm.Attention(kind, size=None if kind == "dot" else 6, context_size=4, location=True)
+    plain = dm.Attention(kind, size=dev.size, context_size=4)
+    k_p, k_c, k_q = jax.random.split(jax.random.PRNGKey(seed), 3)
+    params, context = dev.init_params(k_p), _context(k_c, real=real)
+    state, plain_state = dev.init_state(params, context), plain.init_state(params, context)
+    mask = np.asarray(context.mask) > 0
+    previous = np.zeros(5)
+    queries = jax.random.normal(k_q, (4, dev.interface()["query"].shape[0]))
+    gates, shifts = np.linspace(1.0, 0.0, 4), jax.nn.softmax(2 * queries[:, :3], axis=-1)
+    for q, gate, shift in zip(queries, gates, np.asarray(shifts)):
+        iface = {"query": q, "gate": jnp.array([gate]), "shift": shift, "gamma": jnp.array([gamma])}
+        _, state, trace = dev.step(params, state, iface)
+        content = np.asarray(plain.step(params, plain_state, {"query": q})[2]["weights"], float)
+        ref = _np_locate(content, previous, gate, shift, gamma, mask)
+        np.testing.assert_allclose(trace["weights"], ref, rtol=1e-4, atol=1e-6)
+        assert np.all(np.asarray(trace["weights"])[~mask] == 0.0)
+        previous = np.asarray(trace["weights"], float)
+
+
+def test_location_attention_finds_the_end_by_content_then_walks_back_one_step_at_a_time():
+    dev = dm.Attention("dot", context_size=6, location=True)
+    context = dm.Context(jnp.eye(6, dtype=jnp.float32), (jnp.arange(6) < 4).astype(jnp.float32))
+    state = dev.init_state({}, context)
+    back = jnp.array([1.0, 0.0, 0.0])  # one-hot on the shift -1
+    iface = {"query": 30 * jnp.eye(6)[3], "gate": jnp.ones(1), "shift": back, "gamma": jnp.ones(1)}
+    focus = []
+    for step in range(5):
+        _, state, trace = dev.step({}, state, iface)
+        focus.append(np.asarray(trace["weights"]))
+        iface = {**iface, "query": 30 * jnp.eye(6)[5], "gate": jnp.zeros(1)}  # content ignored
+    # step 0: content finds position 3, shifted to 2; then 1, 0; then it has walked off the end
+    assert [int(np.argmax(w)) for w in focus[:3]] == [2, 1, 0]
+    assert all(w.max() > 0.99 for w in focus[:3])
+    # nothing left but rounding dust: spread over the real positions, none on padding
+    np.testing.assert_allclose(focus[3].sum(), 1.0, rtol=1e-5)
+    assert focus[3].max() < 0.5 and np.all(focus[3][4:] == 0.0)
+
+
+def test_location_attention_needs_the_softmax():
+    with pytest.raises(ValueError, match="location addressing .* needs the softmax"):
+        dm.Attention("dot", context_size=2, location=True, linear=True)
+    with pytest.raises(ValueError, match="location must be true or false"):
+        dm.Attention("dot", context_size=2, location="yes")
+
+
 def test_memory_network_story_device_protocol():
     story = dm.StoryEmbedding(vocab=9, dim=5, sentences=6, words=4)
     dev = dm.Attention("dot", story=story)

@@ -21,6 +21,17 @@ With ``coverage=True`` (Tu et al. 2016; See et al. 2017) the device keeps the co
 attention scores like the plain one; a trained one can learn to move on from positions it has
 already read, which is what a decoder needs to keep going past the training lengths.
 
+With ``location=True`` the weights are then moved by the Neural Turing Machine's location
+addressing (Graves et al. 2014, section 3.3.2), applied to the source: the controller emits a
+gate ``g``, a shift distribution ``s`` over -1 / 0 / +1 positions and a sharpening ``gamma >=
+1``, and ``w = sharpen(shift(g w_content + (1 - g) w_prev, s), gamma)``, zero on padding. The
+shift does not wrap around (a sequence has ends, unlike the NTM's ring of slots), so weight moved
+past either end is lost before the sharpening renormalises (all of it lost: uniform weights);
+``w_prev`` starts at 0, so the first
+step is content alone. A decoder can then find where to start by content and walk the source one
+position per step, which does not depend on how long the source is: the alignment that reversal
+and copying need at every length (contrast coverage, which only says where it has been).
+
 With ``story=StoryEmbedding(...)`` the context is a story: ``values[S, J]`` word ids of ``S``
 sentences (0 = no word) and the device is the memory of an end-to-end memory network
 (Sukhbaatar et al. 2015): keys ``m_i`` and values ``c_i`` are position-encoded bags of words
@@ -44,11 +55,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import addressing
 from .._init import glorot
 from ..errors import CompileError
 from ..protocol import AbstractDevice, Field, TraceField, check_count, check_flag
 
 KINDS = ("additive", "dot", "general")
+SHIFTS = (-1, 0, 1)  # location addressing's moves, in positions
 _MASKED = -1e30  # exp(_MASKED - max) is exactly 0 in float32
 
 
@@ -145,6 +158,8 @@ class Attention(AbstractDevice):
       weights are the scores; see the module docstring).
     - ``linear``: that form without the softmax. :meth:`at_step` sets it during a linear
       start; without one, ``linear=True`` is a device that never has the softmax.
+    - ``location``: location addressing after the content weights (the NTM's gate, shift by
+      -1 / 0 / +1 and sharpening; see the module docstring).
 
     Trace: ``weights[S]`` per step: stacked over a decoder's steps it is the alignment matrix.
     """
@@ -156,11 +171,17 @@ class Attention(AbstractDevice):
     coverage: bool = eqx.field(static=True, default=False)
     linear_start: int = eqx.field(static=True, default=0)
     linear: bool = eqx.field(static=True, default=False)
+    location: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         check_count("Attention", "linear_start", self.linear_start, 0)
-        check_flag("Attention", "linear", self.linear)
-        check_flag("Attention", "coverage", self.coverage)
+        for flag in ("linear", "coverage", "location"):
+            check_flag("Attention", flag, getattr(self, flag))
+        if self.location and (self.linear or self.linear_start):
+            raise ValueError(
+                "Attention location addressing shifts and sharpens a distribution, so it needs "
+                "the softmax: drop linear / linear_start, or location"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"Attention kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
@@ -201,7 +222,12 @@ class Attention(AbstractDevice):
 
     def interface(self):
         query = self.width if self.kind == "dot" else self.size
-        return {"query": Field((query,), "identity")}
+        fields = {"query": Field((query,), "identity")}
+        if self.location:
+            fields["gate"] = Field((1,), "sigmoid")
+            fields["shift"] = Field((len(SHIFTS),), "softmax")
+            fields["gamma"] = Field((1,), "oneplus")
+        return fields
 
     @property
     def read_size(self) -> int:
@@ -243,6 +269,8 @@ class Attention(AbstractDevice):
         state = {"keys": keys, "values": values, "mask": mask}
         if self.coverage:
             state["coverage"] = jnp.zeros(mask.shape, jnp.float32)
+        if self.location:
+            state["previous"] = jnp.zeros(mask.shape, jnp.float32)
         return state
 
     def scores(self, params, state, query: jax.Array) -> jax.Array:
@@ -266,12 +294,26 @@ class Attention(AbstractDevice):
             weights = jnp.where(state["mask"] > 0, scores, 0.0)
         else:
             weights = attend(scores, state["mask"])
+        if self.location:
+            weights = self.locate(weights, state, iface)
+            state = {**state, "previous": weights}
         if self.coverage:
             state = {**state, "coverage": state["coverage"] + weights}
         return weights @ state["values"], state, {"weights": weights}
+
+    @staticmethod
+    def locate(content: jax.Array, state, iface) -> jax.Array:
+        """Location addressing of the content weights: gate with the previous weights, shift
+        (without wrapping) and sharpen, zero on padding."""
+        w = addressing.interpolate(content, state["previous"], iface["gate"][0])
+        w = addressing.shift(w, iface["shift"], SHIFTS, circular=False)
+        # sharpen as a masked softmax of gamma log w: the same distribution as
+        # addressing.sharpen, but finite when every real weight is (nearly) 0 -- shifted past
+        # an end -- where w ** gamma / sum would be 0 / 0; it is then uniform
+        return attend(iface["gamma"][0] * jnp.log(w + addressing.SHARPEN_FLOOR), state["mask"])
 
     def trace_spec(self):
         return {"weights": TraceField("heatmap", "attention", axis=self.context())}
 
 
-__all__ = ["Attention", "StoryEmbedding", "attend", "position_encoding", "KINDS"]
+__all__ = ["Attention", "StoryEmbedding", "attend", "position_encoding", "KINDS", "SHIFTS"]
