@@ -22,12 +22,20 @@ def _check_positive(name: str, value: int, what: str = "hidden size") -> None:
 
 
 class LSTM(AbstractController):
-    """Long short-term memory with forget-gate bias 1 (the usual trick for early training)."""
+    """Long short-term memory with forget-gate bias 1 (the usual trick for early training).
+
+    ``layers=n`` stacks ``n`` LSTMs of ``hidden`` units (Graves et al. 2014's "2 x 100"
+    controller is ``LSTM(100, layers=2)``): the machine's input projection feeds the first,
+    each layer's new output feeds the next, and the last one's is the controller's output. The
+    state is ``(h, c)`` of the first layer, then the upper layers' ``(h, c)`` pairs; with one
+    layer it is ``(h, c)`` and the parameters are those of the single LSTM, as before."""
 
     hidden: int = eqx.field(static=True)
+    layers: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
         _check_positive("LSTM", self.hidden)
+        _check_positive("LSTM", self.layers, "number of layers")
 
     @property
     def input_width(self) -> int:
@@ -37,24 +45,45 @@ class LSTM(AbstractController):
     def output_size(self) -> int:
         return self.hidden
 
+    def _bias(self):
+        H = self.hidden
+        return zeros(4 * H).at[H : 2 * H].set(1.0)  # gate order: input, forget, cell, output
+
     def init_params(self, key):
         H = self.hidden
-        bias = zeros(4 * H).at[H : 2 * H].set(1.0)  # gate order: input, forget, cell, output
-        return {"U": glorot(key, H, 4 * H), "b": bias}
+        # the first layer draws from `key` itself: one layer is exactly the single LSTM, with
+        # its initial values and checkpoints; upper layer i draws from fold_in(key, i)
+        params = {"U": glorot(key, H, 4 * H), "b": self._bias()}
+        if self.layers > 1:
+            keys = [jax.random.split(jax.random.fold_in(key, i)) for i in range(1, self.layers)]
+            params["upper"] = [
+                {"W": glorot(k_w, H, 4 * H), "U": glorot(k_u, H, 4 * H), "b": self._bias()}
+                for k_w, k_u in keys
+            ]
+        return params
 
     def init_state(self, params):
-        return (zeros(self.hidden), zeros(self.hidden))
+        cell = (zeros(self.hidden), zeros(self.hidden))
+        return cell if self.layers == 1 else (*cell, tuple(cell for _ in range(self.layers - 1)))
 
     def linear_recurrence(self, state):
         return {"U": state[0]}
 
-    def step(self, params, state, z):
-        h, c = state
-        gates = z + h @ params["U"] + params["b"]
+    @staticmethod
+    def _cell(gates, c):
         i, f, g, o = jnp.split(gates, 4)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return h, (h, c)
+        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+    def step(self, params, state, z):
+        h, c = self._cell(z + state[0] @ params["U"] + params["b"], state[1])
+        if self.layers == 1:
+            return h, (h, c)
+        first, upper = (h, c), []
+        for layer, (h_prev, c_prev) in zip(params["upper"], state[2]):
+            h, c = self._cell(h @ layer["W"] + h_prev @ layer["U"] + layer["b"], c_prev)
+            upper.append((h, c))
+        return h, (*first, tuple(upper))
 
 
 class GRU(AbstractController):

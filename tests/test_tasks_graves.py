@@ -109,6 +109,8 @@ def test_bit_metrics():
     perfect = task.metrics(logits, y, lm)
     assert float(perfect["bit_errors"]) == 0 and float(perfect["perfect"]) == 1
     assert float(perfect["bit_accuracy"]) == 1
+    per_bit = np.log2(1 + np.exp(-4.0))  # the cost in bits of one bit right at logit +-4
+    np.testing.assert_allclose(float(perfect["cost_bits"]), lm.sum() * 3 * per_bit, rtol=1e-5)
     first = int(np.argmax(lm))
     logits[first, 0] *= -1
     one_off = task.metrics(logits, y, lm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import ClassVar, NamedTuple
 
@@ -175,7 +176,8 @@ class AbstractBitTask(AbstractTask):
     """Tasks whose targets are bit vectors: BCE loss on logits, thresholded bit metrics.
 
     Metrics per sequence: ``bit_errors`` (wrong bits on scored steps), ``bit_accuracy`` (fraction
-    of scored bits right) and ``perfect`` (1 if no bit is wrong).
+    of scored bits right), ``perfect`` (1 if no bit is wrong) and ``cost_bits`` (the loss in bits:
+    the cross-entropy per sequence of Graves et al. 2014's learning curves).
     """
 
     main_metric: ClassVar[str] = "bit_errors"
@@ -190,6 +192,7 @@ class AbstractBitTask(AbstractTask):
             "bit_errors": wrong,
             "bit_accuracy": 1.0 - wrong / scored,
             "perfect": (wrong == 0).astype(jnp.float32),
+            "cost_bits": masked_bce(outputs, targets, loss_mask) / math.log(2.0),
         }
 
     def present(self, outputs):
