@@ -199,15 +199,23 @@ _overrides: dict[str, str] = {}
 _used: set[str] = set()
 
 
-def param(name: str, default):
+def param(name: str, default, choices=None):
     """A program parameter that ``difmachine run FILE --set name=value`` can override.
 
     In a program file: ``bits = dm.param("bits", 16)``. The override is converted to the type
-    of ``default`` (int, float, bool or str); a bad value is a clear error.
+    of ``default`` (int, float, bool or str); a bad value is a clear error. ``choices``, when
+    given, are the only values allowed (``dm.param("structure", "stack", ("stack", "queue"))``).
     """
     _used.add(name)
-    if name not in _overrides:
-        return default
+    value = _override(name, default) if name in _overrides else default
+    if choices is not None and value not in choices:
+        raise ProgramError(
+            f"--set {name}={value}: expected one of {', '.join(str(c) for c in choices)}"
+        )
+    return value
+
+
+def _override(name: str, default):
     text = _overrides[name]
     kind = type(default)
     try:

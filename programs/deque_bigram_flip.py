@@ -26,11 +26,15 @@ symbols = dm.param("symbols", 16)
 max_length = dm.param("max_length", 16)
 capacity = dm.param("capacity", 4 * max_length + 2)
 
-deque = dm.NeuralDeque(width=dm.param("width", 32), capacity=capacity)
-deque.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
+# --set structure=...: another structure on this task (the paper's cross-structure controls)
+kind = dm.param("structure", "deque", choices=("stack", "queue", "deque"))
+structure = getattr(dm, "Neural" + kind.capitalize())(
+    width=dm.param("width", 32), capacity=capacity
+)
+structure.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
 
 program = dm.Program(
-    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128)), devices=deque),
+    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128)), devices=structure),
     task=dm.BigramFlip(
         symbols=symbols, min_length=dm.param("min_length", 8), max_length=max_length
     ),

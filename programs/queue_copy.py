@@ -29,11 +29,15 @@ symbols = dm.param("symbols", 16)
 max_length = dm.param("max_length", 16)
 capacity = dm.param("capacity", 4 * max_length + 2)
 
-queue = dm.NeuralQueue(width=dm.param("width", 32), capacity=capacity)
-queue.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
+# --set structure=...: another structure on this task (the paper's cross-structure controls)
+kind = dm.param("structure", "queue", choices=("stack", "queue", "deque"))
+structure = getattr(dm, "Neural" + kind.capitalize())(
+    width=dm.param("width", 32), capacity=capacity
+)
+structure.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
 
 program = dm.Program(
-    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 256)), devices=queue),
+    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 256)), devices=structure),
     task=dm.SymbolCopy(
         symbols=symbols, min_length=dm.param("min_length", 8), max_length=max_length
     ),

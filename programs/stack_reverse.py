@@ -42,11 +42,15 @@ symbols = dm.param("symbols", 16)
 max_length = dm.param("max_length", 16)
 capacity = dm.param("capacity", 4 * max_length + 2)
 
-stack = dm.NeuralStack(width=dm.param("width", 32), capacity=capacity)
-stack.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
+# --set structure=...: another structure on this task (the paper's cross-structure controls)
+kind = dm.param("structure", "stack", choices=("stack", "queue", "deque"))
+structure = getattr(dm, "Neural" + kind.capitalize())(
+    width=dm.param("width", 32), capacity=capacity
+)
+structure.check_length(2 * (2 * max_length) + 2)  # evaluation at twice the training length
 
 program = dm.Program(
-    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128)), devices=stack),
+    machine=dm.Machine(controller=dm.LSTM(dm.param("hidden", 128)), devices=structure),
     task=dm.Reverse(symbols=symbols, min_length=dm.param("min_length", 8), max_length=max_length),
     optimizer=optax.chain(
         optax.clip_by_global_norm(1.0), optax.adam(dm.param("lr", 3e-3), eps=dm.param("eps", 1e-6))

@@ -243,6 +243,13 @@ def test_program_parameters_with_set(tmp_path):
         invoke("show", path, "--set", "colour=red"), "no parameter colour", "bits, hidden"
     )
     one_line_error(invoke("show", path, "--set", "bits"), "name=value")
+    # a parameter with choices refuses any other value, naming them
+    structure = Path(__file__).parent.parent / "programs" / "stack_reverse.py"
+    one_line_error(
+        invoke("show", structure, "--set", "structure=heap"), "structure=heap", "stack, queue"
+    )
+    result = invoke("show", structure, "--set", "structure=queue")
+    assert result.exit_code == 0 and "NeuralQueue" in result.output, result.output
 
 
 SCHEDULED = """
