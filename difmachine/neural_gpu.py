@@ -103,6 +103,7 @@ from .protocol import (
     check_count,
     check_flag,
     check_fraction,
+    check_non_negative,
 )
 
 GRID = "grid"  # the component whose trace is the grid over the steps
@@ -340,20 +341,15 @@ class NeuralGPU(AbstractMachine):
                 "NeuralGPU sigmoid_cutoff and tanh_cutoff shape the saturating nonlinearities; "
                 "the hard ones have none: drop them or use nonlinearity='saturating'"
             )
-        s = self.saturation
-        if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"NeuralGPU saturation must be a non-negative number, got {s!r}")
-        if s > 0 and not hard:
+        check_non_negative("NeuralGPU", "saturation", self.saturation)
+        if self.saturation > 0 and not hard:
             raise ValueError(
                 "NeuralGPU saturation is the cost of the hard nonlinearities' saturation: "
                 "use it with nonlinearity='hard'"
             )
         check_flag("NeuralGPU", "freeze", self.freeze)
         check_flag("NeuralGPU", "diagonal", self.diagonal)
-        if not isinstance(self.relax_pull, (int, float)) or self.relax_pull < 0:
-            raise ValueError(
-                f"NeuralGPU relax_pull must be a non-negative number, got {self.relax_pull!r}"
-            )
+        check_non_negative("NeuralGPU", "relax_pull", self.relax_pull)
 
     def compile(self, input_size, output_size, *, key, remat=False, contexts=None):
         for what, value in (("input_size", input_size), ("output_size", output_size)):

@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .protocol import check_non_negative
+
 
 def gradient_noise(eta: float, gamma: float = 0.55, seed: int = 0) -> optax.GradientTransformation:
     """Annealed Gaussian gradient noise of variance ``eta / (1 + t)^gamma`` (see module doc)."""
-    if not isinstance(eta, (int, float)) or eta < 0:
-        raise ValueError(f"gradient_noise eta must be a non-negative number, got {eta!r}")
-    if not isinstance(gamma, (int, float)) or gamma < 0:
-        raise ValueError(f"gradient_noise gamma must be a non-negative number, got {gamma!r}")
+    check_non_negative("gradient_noise", "eta", eta)
+    check_non_negative("gradient_noise", "gamma", gamma)
     inner = optax.add_noise(eta, gamma, key=jax.random.key(seed))
 
     def init(params):

@@ -37,6 +37,7 @@ CLI) works through these two interfaces and names no kind.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -115,6 +116,14 @@ def check_fraction(owner: str, name: str, value: Any, what: str = "a number", hi
     of number and ``hint`` follows the range in the message."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
         raise ValueError(f"{owner} {name} must be {what} in [0, 1){hint}, got {value!r}")
+
+
+def check_non_negative(owner: str, name: str, value: Any, hint: str = "") -> None:
+    """The validator of weights, penalties and tolerances: raise a one-line ``ValueError``
+    naming ``owner`` and ``name`` unless ``value`` is a finite number ``>= 0`` (``True`` is not
+    one); ``hint`` follows the bound in the message."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise ValueError(f"{owner} {name} must be a number >= 0{hint}, got {value!r}")
 
 
 def check_flag(owner: str, name: str, value: Any) -> None:

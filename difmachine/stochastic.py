@@ -22,6 +22,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .protocol import check_non_negative
+
 SAMPLE_STREAM = 2  # separates the sampling keys from the parameters' key (PRNGKey(seed))
 REWARDS = ("loss", "metric")
 CREDITS = ("sequence", "to_go")
@@ -105,9 +107,7 @@ class Reinforce(eqx.Module):
                 "task's metric is per sequence); use reward='loss'"
             )
         for name in ("baseline", "entropy"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"Reinforce {name} must be a number >= 0, got {value!r}")
+            check_non_negative("Reinforce", name, getattr(self, name))
 
 
 def reinforce_terms(

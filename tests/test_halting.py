@@ -116,6 +116,8 @@ def test_ponder_cost_is_added_to_the_loss_and_reported():
         ({"max_ponder": 0}, "max_ponder"),
         ({"epsilon": 1.5}, "epsilon must be in"),
         ({"time_penalty": -1}, ">= 0"),
+        ({"time_penalty": "high"}, "time_penalty must be a number >= 0, got 'high'"),
+        ({"time_penalty": float("nan")}, "time_penalty must be a number >= 0"),
     ],
 )
 def test_bad_act_settings(kwargs, message):

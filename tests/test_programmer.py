@@ -327,7 +327,7 @@ def test_readout_errors():
         (lambda: dm.Arithmetic(operands=1), "operands must be an integer >= 2"),
         (lambda: dm.Arithmetic(ops=("power",)), "ops must be a non-empty subset"),
         (lambda: dm.Arithmetic(question="words"), "question must be 'whole' or 'clause'"),
-        (lambda: dm.gradient_noise(-1.0), "eta must be a non-negative number"),
+        (lambda: dm.gradient_noise(-1.0), "eta must be a number >= 0"),
     ],
 )
 def test_bad_hyperparameters_are_one_line_errors(make, message):

@@ -1,13 +1,16 @@
-"""check_spec: a hyperparameter left non-static is one line naming the class, field and fix."""
+"""check_spec: a hyperparameter left non-static is one line naming the class, field and fix;
+the protocol's validators of hyperparameters."""
 
 import equinox as eqx
 import jax.numpy as jnp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import difmachine as dm
 from difmachine import testing
 from difmachine.errors import SpecError
-from difmachine.protocol import Field
+from difmachine.protocol import Field, check_non_negative
 from difmachine.specs import check_spec
 
 
@@ -93,3 +96,26 @@ def test_a_failure_names_the_leaf_that_differs():
         testing.assert_trees_close(a, b, what="vmap vs loop")
     with pytest.raises(AssertionError, match=r"leaf \['reads'\] is .*nan.* at \(0,\)"):
         testing.assert_finite({"reads": jnp.array([jnp.nan, 1.0])})
+
+
+@given(
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-5, 5)
+    | st.booleans()
+    | st.text(max_size=3)
+    | st.none()
+)
+def test_check_non_negative_takes_finite_numbers_from_zero_up_and_names_the_rest(value):
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value == value
+        and 0 <= value < float("inf")
+    )
+    if ok:
+        check_non_negative("Owner", "weight", value)
+        return
+    with pytest.raises(ValueError) as info:
+        check_non_negative("Owner", "weight", value, " (0: off)")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("Owner weight must be a number >= 0 (0: off)")

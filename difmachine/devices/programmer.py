@@ -69,7 +69,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import AbstractDevice, Field, TraceField, check_counts, check_flag
+from ..protocol import (
+    AbstractDevice,
+    Field,
+    TraceField,
+    check_counts,
+    check_flag,
+    check_non_negative,
+)
 from .attention import attend
 
 OUTPUT_TYPES = ("scalar", "rows")
@@ -333,10 +340,7 @@ class OpSelector(AbstractDevice):
                 raise ValueError(
                     f"OpSelector {name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
-        if not isinstance(self.entropy, (int, float)) or not 0 <= self.entropy < float("inf"):
-            raise ValueError(
-                f"OpSelector entropy must be a number >= 0 (0: off), got {self.entropy!r}"
-            )
+        check_non_negative("OpSelector", "entropy", self.entropy, " (0: off)")
         check_flag("OpSelector", "exploring", self.exploring)
 
     # -- layout ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import full, glorot
-from ..protocol import AbstractHalting, Halted, TraceField, check_counts
+from ..protocol import AbstractHalting, Halted, TraceField, check_counts, check_non_negative
 
 
 def act_weights(h: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -68,8 +68,7 @@ class ACT(AbstractHalting):
         check_counts(self, positive=("max_ponder",))
         if not 0.0 < self.epsilon < 1.0:
             raise ValueError(f"ACT epsilon must be in (0, 1), got {self.epsilon}")
-        if self.time_penalty < 0:
-            raise ValueError(f"ACT time_penalty must be >= 0, got {self.time_penalty}")
+        check_non_negative("ACT", "time_penalty", self.time_penalty)
 
     def init_params(self, key, hidden, input_width):
         k_w, k_flag = jax.random.split(key)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from .._init import glorot
-from ..protocol import AbstractHalting, Halted, TraceField, check_counts
+from ..protocol import AbstractHalting, Halted, TraceField, check_counts, check_non_negative
 
 
 def halting_distribution(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -76,8 +76,7 @@ class PonderNet(AbstractHalting):
         check_counts(self, positive=("max_steps",))
         if not 0.0 < self.prior < 1.0:
             raise ValueError(f"PonderNet prior (lambda_p) must be in (0, 1), got {self.prior}")
-        if not self.beta >= 0.0:
-            raise ValueError(f"PonderNet beta must be >= 0, got {self.beta}")
+        check_non_negative("PonderNet", "beta", self.beta)
 
     @property
     def inner_steps(self) -> int:

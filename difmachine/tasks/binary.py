@@ -67,7 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..protocol import check_flag, check_fraction
+from ..protocol import check_flag, check_fraction, check_non_negative
 from .base import Batch, LevelCurriculum, check_range
 from .symbols import sequence_metrics, softmax_cross_entropy
 
@@ -114,9 +114,7 @@ class AbstractBinaryTask(LevelCurriculum):
     def __check_init__(self):
         name = type(self).__name__
         check_range(name, "bits", self.min_bits, self.max_bits)
-        c = self.curriculum
-        if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
-            raise ValueError(f"{name} curriculum must be a number >= 0 (0 = uniform), got {c!r}")
+        check_non_negative(name, "curriculum", self.curriculum, " (0 = uniform)")
         self.check_curriculum()
         check_fraction(name, "shorter", self.shorter, "a fraction")
         if self.shorter and not self.bucket:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..devices.programmer import Table
+from ..protocol import check_non_negative
 from .base import AbstractTask, Batch, Context, check_range, positive
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -62,9 +63,7 @@ class AbstractAnswerTask(AbstractTask):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} {what} must be a positive number, got {value!r}")
         for what in ("atol", "rtol"):
-            value = getattr(self, what)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} {what} must be a non-negative number, got {value!r}")
+            check_non_negative(name, what, getattr(self, what))
 
     @property
     def output_size(self) -> int:
