@@ -467,6 +467,90 @@ def _parse_lengths(text: str | None, repeated: list[int] | None) -> list[int | N
     return lengths or [None]
 
 
+def _write_json_out(payload: dict, json_out: Path) -> None:
+    """``--json FILE``, or ``--json -``: standard output then holds only the JSON."""
+    text = json.dumps(payload, indent=2) + "\n"
+    if str(json_out) == "-":
+        print(text, end="", flush=True)
+    else:
+        json_out.write_text(text)
+        console.print(f"wrote {json_out}")
+
+
+def _is_sweep(path: Path) -> bool:
+    from .sweep import SWEEP_FILE
+
+    return (path / SWEEP_FILE).is_file() and not (path / "program.py").exists()
+
+
+def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> None:
+    """``eval SWEEP``: every seed's run (the same lengths, samples and data), a table of the
+    chosen metric per seed and length, then each length's median and range over the seeds and,
+    for the main metric of a program with a target, how many seeds reach it there."""
+    from .rundir import CHECKPOINT
+    from .sweep import SWEEP_FILE, _distribution, seed_dir
+
+    try:
+        seeds = [int(s) for s in json.loads((sweep_dir / SWEEP_FILE).read_text())["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DifmachineError(
+            f"{sweep_dir / SWEEP_FILE} is unreadable ({type(e).__name__}): was the sweep "
+            "written by difmachine sweep?"
+        ) from None
+    trained = [s for s in seeds if (seed_dir(sweep_dir, s) / CHECKPOINT).exists()]
+    if not trained:
+        raise DifmachineError(f"no seed of {sweep_dir} has a checkpoint yet: run the sweep first")
+    results = {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained}
+    program, _, rows, samples, own = results[trained[0]]
+    name, main = program.task.length_name, metric or program.task.main_metric
+    if main not in rows[0] or main in (name, "seconds"):
+        known = ", ".join(k for k in rows[0] if k not in (name, "seconds"))
+        raise DifmachineError(f"--metric {main}: the task reports {known}")
+    target = program.target if main == program.task.main_metric else None
+    labels = [
+        ("all" if own is not None else "training mix") if r[name] is None else str(r[name])
+        for r in rows
+    ]
+    per_seed = Table(title=f"{sweep_dir}: {main}, {samples} sequences per {name} and seed")
+    for col in ("seed", "step", *labels):
+        per_seed.add_column(col, justify="right")
+    for s, (_, header, seed_rows, _, _) in results.items():
+        per_seed.add_row(str(s), str(header["step"]), *(f"{r[main]:.4g}" for r in seed_rows))
+    summary = []
+    for i, label in enumerate(labels):
+        values = [seed_rows[i][main] for _, _, seed_rows, _, _ in results.values()]
+        row = {name: rows[i][name], **_distribution(values)}
+        if target is not None:
+            row["at_target"] = sum(v <= target for v in values)
+        summary.append(row)
+    table = Table(title=f"{main} over {len(trained)} seeds")
+    columns = (name, "median", "min", "max", *(("at target",) if target is not None else ()))
+    for col in columns:
+        table.add_column(col, justify="right")
+    for label, row in zip(labels, summary):
+        cells = [f"{row[k]:.4g}" for k in ("median", "min", "max")]
+        if target is not None:
+            cells.append(f"{row['at_target']}/{len(trained)} ({main} <= {target})")
+        table.add_row(label, *cells)
+    missing = sorted(set(seeds) - set(trained))
+    if missing:
+        table.caption = f"seeds without a checkpoint yet: {', '.join(map(str, missing))}"
+    out.print(per_seed)
+    out.print(table)
+    if json_out is not None:
+        payload = {
+            "sweep": str(sweep_dir),
+            "metric": main,
+            "samples": samples,
+            "seed": seed,
+            "seeds": {
+                str(s): {"step": h["step"], "rows": r} for s, (_, h, r, _, _) in results.items()
+            },
+            "summary": summary,
+        }
+        _write_json_out(payload, json_out)
+
+
 @app.command("eval")
 @_user_errors
 def eval_(
@@ -521,9 +605,16 @@ def eval_(
             "most likely ones.",
         ),
     ] = False,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="With a sweep: the metric to compare over seeds (default the task's main metric)."
+        ),
+    ] = None,
 ):
     """Evaluate a trained run on fresh sequences, also longer than in training, or on its
-    validation data or a data file (tasks built from data)."""
+    validation data or a data file (tasks built from data). Given a sweep directory, every
+    seed's run, then each length's median and range over the seeds."""
     from .plotting import plot_generalization
     from .program import parse_overrides
     from .rundir import load_run
@@ -536,27 +627,36 @@ def eval_(
         raise DifmachineError("give --data FILE or --split NAME, not both")
     _check_at_most("--seed", seed, MAX_SEED, low=0)
     wanted = _parse_lengths(lengths, length)
-    program, model, header = load_run(
-        run_dir, parse_overrides(set_), best=best, trust=trust, program_file=program_file
-    )
-    if data is not None or split is not None:
-        if data is not None:
-            data = data.resolve()  # relative to where the user is, not to the program
-        program = program.replace(
-            task=program.task.with_evaluation(data, split=split or "validation")
-        )
-    own = program.task.evaluation_size()
-    if samples is None:
-        samples = own if own is not None else 256
-    elif own is not None:
-        samples = min(samples, own)
-    name = program.task.length_name
+    if data is not None:
+        data = data.resolve()  # relative to where the user is, not to the program
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console  # `--json -`: standard output holds only JSON
-    with out.status("evaluating..."):
-        rows = generalization(
-            model, program.task, wanted, samples=samples, seed=seed, sample=sample
+
+    def evaluate_run(directory: Path):
+        program, model, header = load_run(
+            directory, parse_overrides(set_), best=best, trust=trust, program_file=program_file
         )
+        if data is not None or split is not None:
+            program = program.replace(
+                task=program.task.with_evaluation(data, split=split or "validation")
+            )
+        own = program.task.evaluation_size()
+        n = own if own is not None and samples is None else samples or 256
+        n = min(n, own) if own is not None else n
+        with out.status(f"evaluating {directory}..."):
+            rows = generalization(model, program.task, wanted, samples=n, seed=seed, sample=sample)
+        return program, header, rows, n, own
+
+    if _is_sweep(run_dir):
+        if png is not None:
+            raise DifmachineError(
+                f"--png plots one run: give one seed's run, e.g. {run_dir / 'seed_0'}"
+            )
+        return _eval_sweep(run_dir, evaluate_run, metric, json_out, seed, out)
+    if metric is not None:
+        raise DifmachineError("--metric compares the seeds of a sweep: give a sweep directory")
+    program, header, rows, samples, own = evaluate_run(run_dir)
+    name = program.task.length_name
     on = f" of {data}" if data is not None else ""
     on = on or (f" of the {program.task.evaluate_on} split" if own is not None else "")
     table = Table(title=f"{run_dir} at step {header['step']}, {samples} sequences{on} per row")
@@ -586,12 +686,7 @@ def eval_(
             "rows": rows,
             **({"mean": mean} if mean else {}),
         }
-        text = json.dumps(payload, indent=2) + "\n"
-        if to_stdout:
-            print(text, end="", flush=True)
-        else:
-            json_out.write_text(text)
-            console.print(f"wrote {json_out}")
+        _write_json_out(payload, json_out)
     if png is not None:
         plot_generalization(
             rows, name, program.task.main_metric, png, title=f"{run_dir} at step {header['step']}"

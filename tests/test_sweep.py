@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from conftest_programs import write_program
+from conftest_programs import TINY, write_program
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -162,6 +162,37 @@ def test_seed_directories_work_with_eval_and_trace_and_the_cli_prints_the_summar
     result = runner.invoke(app, ["trace", str(out / "seed_1"), "--length", "2"])
     assert result.exit_code == 0, result.output
     assert "write head" in result.output
+    # eval of the sweep: every seed's own eval, then each length's median and range over seeds
+    args = ["--lengths", "2,3", "--samples", "8", "--json", "-"]
+    whole = json.loads(runner.invoke(app, ["eval", str(out), *args]).stdout)
+    assert whole["metric"] == "bit_errors" and sorted(whole["seeds"]) == ["0", "1"]
+    alone = [
+        json.loads(runner.invoke(app, ["eval", str(out / f"seed_{s}"), *args]).stdout)
+        for s in (0, 1)
+    ]
+    for i, row in enumerate(whole["summary"]):
+        values = [run["rows"][i]["bit_errors"] for run in alone]
+        for s, run in enumerate(alone):  # the same numbers as each seed's own eval
+            got = {k: v for k, v in whole["seeds"][str(s)]["rows"][i].items() if k != "seconds"}
+            assert got == {k: v for k, v in run["rows"][i].items() if k != "seconds"}
+        assert row["median"] == pytest.approx(np.median(values))
+        assert (row["min"], row["max"]) == pytest.approx((min(values), max(values)))
+    assert "at_target" not in whole["summary"][0]  # the program has no target
+    targeted = write_program(
+        tmp_path / "t.py", steps=4, text=TINY.replace("log_every=2,", "log_every=2, target=1e9,")
+    )
+    result = runner.invoke(app, ["eval", str(out), *args[:-2], "--program", str(targeted)])
+    assert result.exit_code == 0 and "2/2 (bit_errors <= 1000000000.0)" in result.output, (
+        result.output
+    )
+    for bad, needle in (
+        (["--metric", "colour"], "--metric colour: the task reports bit_accuracy, bit_errors"),
+        (["--png", str(tmp_path / "x.png")], "--png plots one run"),
+    ):
+        result = runner.invoke(app, ["eval", str(out), "--lengths", "2", *bad])
+        assert result.exit_code == 2 and needle in result.output, result.output
+    result = runner.invoke(app, ["eval", str(out / "seed_0"), "--metric", "perfect"])
+    assert result.exit_code == 2 and "give a sweep directory" in result.output
 
 
 @pytest.mark.parametrize(
