@@ -485,8 +485,9 @@ def _is_sweep(path: Path) -> bool:
 
 def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> None:
     """``eval SWEEP``: every seed's run (the same lengths, samples and data), a table of the
-    chosen metric per seed and length, then each length's median and range over the seeds and,
-    for the main metric of a program with a target, how many seeds reach it there."""
+    chosen metric per seed and length (and its mean over the lengths), then each length's median
+    and range over the seeds and, for the main metric of a program with a target, how many seeds
+    reach it there."""
     from .rundir import CHECKPOINT
     from .sweep import SWEEP_FILE, _distribution, seed_dir
 
@@ -511,17 +512,22 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
         ("all" if own is not None else "training mix") if r[name] is None else str(r[name])
         for r in rows
     ]
+    values = {s: [r[main] for r in seed_rows] for s, (_, _, seed_rows, _, _) in results.items()}
+    keys = [r[name] for r in rows]
+    if len(rows) > 1:  # e.g. the fraction of n in 1-60 solved, per seed (eval's mean row)
+        labels, keys = [*labels, "mean"], [*keys, "mean"]
+        values = {s: [*v, sum(v) / len(v)] for s, v in values.items()}
     per_seed = Table(title=f"{sweep_dir}: {main}, {samples} sequences per {name} and seed")
     for col in ("seed", "step", *labels):
         per_seed.add_column(col, justify="right")
-    for s, (_, header, seed_rows, _, _) in results.items():
-        per_seed.add_row(str(s), str(header["step"]), *(f"{r[main]:.4g}" for r in seed_rows))
+    for s, (_, header, _, _, _) in results.items():
+        per_seed.add_row(str(s), str(header["step"]), *(f"{v:.4g}" for v in values[s]))
     summary = []
-    for i, label in enumerate(labels):
-        values = [seed_rows[i][main] for _, _, seed_rows, _, _ in results.values()]
-        row = {name: rows[i][name], **_distribution(values)}
+    for i, key in enumerate(keys):
+        column = [v[i] for v in values.values()]
+        row = {name: key, **_distribution(column)}
         if target is not None:
-            row["at_target"] = sum(v <= target for v in values)
+            row["at_target"] = sum(v <= target for v in column)
         summary.append(row)
     table = Table(title=f"{main} over {len(trained)} seeds")
     columns = (name, "median", "min", "max", *(("at target",) if target is not None else ()))

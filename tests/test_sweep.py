@@ -170,13 +170,16 @@ def test_seed_directories_work_with_eval_and_trace_and_the_cli_prints_the_summar
         json.loads(runner.invoke(app, ["eval", str(out / f"seed_{s}"), *args]).stdout)
         for s in (0, 1)
     ]
-    for i, row in enumerate(whole["summary"]):
+    for i, row in enumerate(whole["summary"][:-1]):  # the lengths; then their mean
         values = [run["rows"][i]["bit_errors"] for run in alone]
         for s, run in enumerate(alone):  # the same numbers as each seed's own eval
             got = {k: v for k, v in whole["seeds"][str(s)]["rows"][i].items() if k != "seconds"}
             assert got == {k: v for k, v in run["rows"][i].items() if k != "seconds"}
         assert row["median"] == pytest.approx(np.median(values))
         assert (row["min"], row["max"]) == pytest.approx((min(values), max(values)))
+    mean = whole["summary"][-1]  # each seed's mean over the lengths, then over the seeds
+    per_seed = [np.mean([r["bit_errors"] for r in run["rows"]]) for run in alone]
+    assert mean["length"] == "mean" and mean["median"] == pytest.approx(np.median(per_seed))
     assert "at_target" not in whole["summary"][0]  # the program has no target
     targeted = write_program(
         tmp_path / "t.py", steps=4, text=TINY.replace("log_every=2,", "log_every=2, target=1e9,")
