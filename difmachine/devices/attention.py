@@ -26,11 +26,11 @@ addressing (Graves et al. 2014, section 3.3.2), applied to the source: the contr
 gate ``g``, a shift distribution ``s`` over -1 / 0 / +1 positions and a sharpening ``gamma >=
 1``, and ``w = sharpen(shift(g w_content + (1 - g) w_prev, s), gamma)``, zero on padding. The
 shift does not wrap around (a sequence has ends, unlike the NTM's ring of slots), so weight moved
-past either end is lost before the sharpening renormalises (all of it lost: uniform weights);
-``w_prev`` starts at 0, so the first
-step is content alone. A decoder can then find where to start by content and walk the source one
-position per step, which does not depend on how long the source is: the alignment that reversal
-and copying need at every length (contrast coverage, which only says where it has been).
+past either end is lost before the sharpening renormalises (all of it lost: uniform weights).
+``w_prev`` starts at 0, so the first step is content alone. A decoder can then find where to
+start by content and walk the source one position per step, which does not depend on how long
+the source is: the alignment that reversal and copying need at every length (contrast coverage,
+which only says where it has been).
 
 With ``story=StoryEmbedding(...)`` the context is a story: ``values[S, J]`` word ids of ``S``
 sentences (0 = no word) and the device is the memory of an end-to-end memory network
