@@ -501,12 +501,13 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
     trained = [s for s in seeds if (seed_dir(sweep_dir, s) / CHECKPOINT).exists()]
     if not trained:
         raise DifmachineError(f"no seed of {sweep_dir} has a checkpoint yet: run the sweep first")
-    results = {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained}
+    results = {trained[0]: evaluate_run(seed_dir(sweep_dir, trained[0]))}
     program, _, rows, samples, own = results[trained[0]]
     name, main = program.task.length_name, metric or program.task.main_metric
-    if main not in rows[0] or main in (name, "seconds"):
+    if main not in rows[0] or main in (name, "seconds"):  # told after one seed, not all
         known = ", ".join(k for k in rows[0] if k not in (name, "seconds"))
         raise DifmachineError(f"--metric {main}: the task reports {known}")
+    results |= {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained[1:]}
     target = program.target if main == program.task.main_metric else None
     labels = [
         ("all" if own is not None else "training mix") if r[name] is None else str(r[name])
@@ -560,7 +561,10 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
 @app.command("eval")
 @_user_errors
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/ntm_copy")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(help="A run directory, e.g. runs/ntm_copy, or a sweep's directory"),
+    ],
     lengths: Annotated[
         str | None,
         typer.Option(help="Comma-separated lengths and ranges, e.g. 10,20,40,80 or 1-60."),
