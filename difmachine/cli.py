@@ -477,6 +477,14 @@ def _write_json_out(payload: dict, json_out: Path) -> None:
         console.print(f"wrote {json_out}")
 
 
+def _length_label(length, own) -> str:
+    """An eval row's name: its length, or what ``None`` evaluated (a task's own evaluation
+    data when it has ``own`` examples, else the training mix)."""
+    if length is not None:
+        return str(length)
+    return "all" if own is not None else "training mix"
+
+
 def _is_sweep(path: Path) -> bool:
     from .sweep import SWEEP_FILE
 
@@ -509,10 +517,7 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
         raise DifmachineError(f"--metric {main}: the task reports {known}")
     results |= {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained[1:]}
     target = program.target if main == program.task.main_metric else None
-    labels = [
-        ("all" if own is not None else "training mix") if r[name] is None else str(r[name])
-        for r in rows
-    ]
+    labels = [_length_label(r[name], own) for r in rows]
     values = {s: [r[main] for r in seed_rows] for s, (_, _, seed_rows, _, _) in results.items()}
     keys = [r[name] for r in rows]
     if len(rows) > 1:  # e.g. the fraction of n in 1-60 solved, per seed (eval's mean row)
@@ -676,10 +681,11 @@ def eval_(
         table.add_column(k, justify="right")
     table.add_column("seconds", justify="right")
     for row in rows:
-        label = (
-            ("all" if own is not None else "training mix") if row[name] is None else str(row[name])
+        table.add_row(
+            _length_label(row[name], own),
+            *(f"{row[k]:.4g}" for k in metric_names),
+            f"{row['seconds']:.1f}",
         )
-        table.add_row(label, *(f"{row[k]:.4g}" for k in metric_names), f"{row['seconds']:.1f}")
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in metric_names} if len(rows) > 1 else {}
     if mean:  # e.g. the fraction of n in 1-60 solved: `coarse` in the mean row of --samples 1
         table.add_section()
