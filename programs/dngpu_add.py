@@ -15,7 +15,9 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - dropout on the candidate (50% for addition, 10% for multiplication);
 - AdaMax after a global norm clip at 1, learning rate ``0.01 * 48 / channels`` along a cosine
   decay, no curriculum: lengths uniform in 1..20 bits, one length per batch.
-Knobs (``--set name=value``): ``freeze`` and ``shorter`` (``freeze=false shorter=0.05``: 5% of each
+Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to
+one of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run
+for the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false shorter=0.05``: 5% of each
 batch shorter numbers, padded, run for as many steps as the batch's longest, as the length bins of
 the authors' code hold 5% shorter examples), ``input_dropout`` (0; the authors drop the embedded
 input at the candidate's rate, 0.5 for addition), ``optimizer`` (``adamax``, or ``clipped``: the
@@ -40,6 +42,14 @@ import optax
 
 import difmachine as dm
 
+AUTHORS_BINS = (8, 12, 16, 20, 25, 28, 31, 36, 41)  # their padded lengths, for up to 20 bits
+
+
+def bins(bits: int) -> tuple[int, ...]:
+    """The authors' length bins up to ``bits`` bits per operand (``2 bits + 1`` symbols)."""
+    longest = 2 * bits + 1
+    return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
+
 
 def optimizer(name: str, lr):
     """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip
@@ -60,6 +70,8 @@ def dngpu(task_class, channels: int, dropout: float):
     lr = dm.param("lr", 0.0) or 0.01 * 48 / channels
     hard = dm.param("hard", True)
     dropout = dm.param("dropout", dropout)
+    binned = dm.param("bins", False)
+    max_bits = dm.param("bits", 20)
     return dm.Program(
         machine=dm.NeuralGPU(
             width=1,
@@ -71,15 +83,16 @@ def dngpu(task_class, channels: int, dropout: float):
             diagonal=dm.param("diagonal", True),
             dropout=dropout,
             input_dropout=dm.param("input_dropout", 0.0),  # the authors': as `dropout`
-            freeze=dm.param("freeze", True),
+            freeze=dm.param("freeze", not binned),
         ),
         task=task_class(
             min_bits=1,
-            max_bits=dm.param("bits", 20),
+            max_bits=max_bits,
             curriculum=0.0,
             bucket=dm.param("bucket", True),
             shorter=dm.param("shorter", 0.0),
             adaptive=dm.param("adaptive", 0.0),
+            bins=bins(max_bits) if binned else (),
         ),
         optimizer=optimizer(
             dm.param("optimizer", "adamax"),

@@ -5,6 +5,7 @@ import functools
 import io
 import json
 import textwrap
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 import difmachine as dm
 import difmachine.training as train_mod
 from difmachine.cli import app
+from difmachine.program import load_program
 from difmachine.neural_gpu import (
     cgru,
     conv,
@@ -386,6 +388,55 @@ def test_a_bucket_can_hold_shorter_numbers_padded_to_its_longest():
     assert task.evaluation_source() == dm.BinaryAddition(min_bits=1, max_bits=8)
     with pytest.raises(ValueError, match="bucket=True"):
         dm.BinaryAddition(shorter=0.05)
+
+
+@given(
+    gaps=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    first=st.integers(3, 9),
+    max_bits=st.integers(1, 12),
+    shorter=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 2**16),
+)
+def test_binned_batches_pad_to_a_bin_and_each_example_draws_a_length_within_it(
+    gaps, first, max_bits, shorter, seed
+):
+    bins = tuple(int(b) for b in np.cumsum([first, *gaps]))
+    task = dm.BinaryAddition(max_bits=max_bits, bucket=True, bins=bins, shorter=shorter)
+    rng = np.random.default_rng(seed)
+    seen = set()
+    for _ in range(12):
+        batch = task.sample(rng, 16)
+        n = batch.inputs.shape[1]
+        assert n in bins  # padded to one of the bins, whatever its examples hold
+        seen.add(n)
+        L = batch.mask.sum(1).astype(int)  # real lengths 2 k + 1
+        ks = (L - 1) // 2
+        assert (L <= n).all() and (ks >= 1).all() and (ks <= max_bits).all()
+        below = max([0] + [b for b in bins if b < n])
+        fits = (ks == max_bits) | (2 * (ks + 1) + 1 > below + 1)  # no bin below held it all
+        if not shorter:
+            assert fits.all()
+        np.testing.assert_array_equal(batch.inputs[:, :, 2].sum(1), 1)  # one '+' each
+        np.testing.assert_array_equal(batch.inputs[np.arange(16), ks, 2], 1)  # at position k
+    assert len(seen) > 1 or len(bins) == 1 or len(set(bins)) == 1
+    assert task.evaluation_source() == dm.BinaryAddition(max_bits=max_bits)
+
+
+def test_the_dngpu_program_takes_the_authors_bins_and_bad_bins_are_one_line_errors():
+    root = Path(__file__).resolve().parents[1] / "programs" / "dngpu_add.py"
+    binned = load_program(root, {"bins": "true"})
+    assert binned.task.bins == (8, 12, 16, 20, 25, 28, 31, 36, 41) and not binned.machine.freeze
+    assert load_program(root, {"bins": "true", "bits": "8"}).task.bins == (8, 12, 16, 17)
+    assert load_program(root).task.bins == () and load_program(root).machine.freeze
+    for bad, match in [
+        (dict(bins=5), "whole sequence lengths"),
+        (dict(bins=(12, 8)), "increasing"),
+        (dict(bins=(2, 8)), "at least 3"),
+        (dict(bins=(8, 12), bucket=False), "bucket=True"),
+        (dict(bins=(8, 12), adaptive=0.15), "adaptive=0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            dm.BinaryAddition(**{"bucket": True, **bad})
 
 
 def test_without_freezing_every_example_takes_the_batchs_steps_and_padding_still_never_leaks(

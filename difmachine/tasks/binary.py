@@ -50,7 +50,13 @@ the plain layout.
 only to ``size(k)``, as the paper's code does (its batches each hold one length; ``shorter = p``
 draws fewer bits for a fraction ``p`` of a batch, padded, as Freivalds & Liepins's bins hold 5%
 shorter examples); evaluation (``length=None``) then draws every example's ``k`` uniformly,
-mixed in a batch. Each length
+mixed in a batch. ``bins = (n_1, n_2, ...)`` (with ``bucket``) is Freivalds & Liepins's
+batching instead: a batch draws one of these padded lengths uniformly, and each of its examples
+draws its own sequence length uniformly above the previous bin, up to this one, and takes the
+most bits that fit (at most ``max_bits``); ``shorter`` then draws from a smaller bin. Their code
+uses ``(8, 12, 16, 20, 25, 28, 31, 36, 41)`` for operands of up to 20 bits: most examples are a
+few columns shorter than their batch, so a machine that runs the batch's ``n`` steps
+(``NeuralGPU(freeze=False)``) cannot count on its number of steps matching the input. Each length
 compiles the train step once (``max_bits - min_bits + 1`` compiles, a few seconds each), and a
 batch of short numbers then costs what it is: a Neural GPU step is quadratic in the length, so
 at 1-20 bits with ``curriculum = 1`` a step costs on average about a sixth of a padded one.
@@ -105,6 +111,9 @@ class AbstractBinaryTask(LevelCurriculum):
     adaptive: float = eqx.field(static=True, default=0.0)
     level: int | None = eqx.field(static=True, default=None, repr=False)  # set by training
     shorter: float = eqx.field(static=True, default=0.0)
+    bins: tuple[int, ...] = eqx.field(
+        static=True, default=(), converter=lambda b: tuple(b) if isinstance(b, list) else b
+    )
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
@@ -121,6 +130,27 @@ class AbstractBinaryTask(LevelCurriculum):
             raise ValueError(f"{name} shorter mixes shorter numbers into a bucket: use bucket=True")
         for flag in ("bucket", "answer_after"):
             check_flag(name, flag, getattr(self, flag))
+        if self.bins:
+            self._check_bins(name)
+
+    def _check_bins(self, name: str):
+        bins = self.bins
+        if not isinstance(bins, tuple) or not all(
+            isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in bins
+        ):
+            raise ValueError(f"{name} bins must be whole sequence lengths, got {bins!r}")
+        if list(bins) != sorted(set(bins)):
+            raise ValueError(f"{name} bins must be increasing sequence lengths, got {bins!r}")
+        if not self.bucket or self.curriculum or self.adaptive:
+            raise ValueError(
+                f"{name} bins replace the curriculum's draw of lengths: use them with "
+                "bucket=True, curriculum=0 and adaptive=0"
+            )
+        if bins[0] < self.size(self.min_bits):
+            raise ValueError(
+                f"{name} bins must start at a length of at least {self.size(self.min_bits)} "
+                f"(a sequence of min_bits={self.min_bits}), got {bins[0]}"
+            )
 
     @staticmethod
     @abc.abstractmethod
@@ -139,6 +169,27 @@ class AbstractBinaryTask(LevelCurriculum):
     @property
     def output_size(self) -> int:
         return len(OUTPUT_NAMES)
+
+    def bits_in(self, length: int) -> int:
+        """The most bits per operand whose sequence fits in ``length`` (at least ``min_bits``,
+        at most ``max_bits``)."""
+        k = self.min_bits
+        while k < self.max_bits and self.size(k + 1) <= length:
+            k += 1
+        return k
+
+    def draw_bins(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, int]:
+        """Bits per operand for each example of a training batch, and the batch's padded length,
+        by ``bins`` (see the module docstring)."""
+        bins = self.bins
+        i = int(rng.integers(len(bins)))
+        if self.shorter and i > 0:
+            own = np.where(rng.random(batch_size) < self.shorter, rng.integers(0, i, batch_size), i)
+        else:
+            own = np.full(batch_size, i)
+        lo = np.asarray((0, *bins[:-1]))[own] + 1  # each example's length: above the bin below
+        lengths = rng.integers(lo, np.asarray(bins)[own] + 1)
+        return np.asarray([self.bits_in(int(length)) for length in lengths]), bins[i]
 
     def draw_bits(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """Bits per operand for each example of a training batch (see ``curriculum``); with
@@ -173,6 +224,8 @@ class AbstractBinaryTask(LevelCurriculum):
                 )
             ks = np.full(batch_size, int(length))
             n = self.size(int(length))
+        elif self.bins:
+            ks, n = self.draw_bins(rng, batch_size)
         else:
             ks = self.draw_bits(rng, batch_size)
             n = self.size(int(ks.max()) if self.bucket else self.max_bits)
@@ -209,7 +262,9 @@ class AbstractBinaryTask(LevelCurriculum):
         ``min_bits..max_bits`` (the curriculum's favouring of short numbers would flatter it)."""
         if not self.bucket:
             return self
-        return dataclasses.replace(self, bucket=False, curriculum=0.0, level=None, shorter=0.0)
+        return dataclasses.replace(
+            self, bucket=False, curriculum=0.0, level=None, shorter=0.0, bins=()
+        )
 
     def loss(self, outputs, targets, loss_mask):
         return softmax_cross_entropy(outputs, targets, loss_mask)
