@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 import difmachine as dm
 import difmachine.training as train_mod
 from difmachine.cli import app
-from difmachine.program import load_program
 from difmachine.neural_gpu import (
     cgru,
     conv,
@@ -31,6 +30,7 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
+from difmachine.program import load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
 # -- the CGRU against numpy ---------------------------------------------------------------------
