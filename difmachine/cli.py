@@ -497,7 +497,7 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
     and range over the seeds and, for the main metric of a program with a target, how many seeds
     reach it there."""
     from .rundir import CHECKPOINT
-    from .sweep import SWEEP_FILE, _distribution, seed_dir
+    from .sweep import SWEEP_FILE, distribution, seed_dir
 
     try:
         seeds = [int(s) for s in json.loads((sweep_dir / SWEEP_FILE).read_text())["seeds"]]
@@ -517,6 +517,8 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
         raise DifmachineError(f"--metric {main}: the task reports {known}")
     results |= {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained[1:]}
     target = program.target if main == program.task.main_metric else None
+    if target is not None and target < 0:  # `--set target=-1`: trained the whole budget
+        target = None
     labels = [_length_label(r[name], own) for r in rows]
     values = {s: [r[main] for r in seed_rows] for s, (_, _, seed_rows, _, _) in results.items()}
     keys = [r[name] for r in rows]
@@ -531,7 +533,7 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
     summary = []
     for i, key in enumerate(keys):
         column = [v[i] for v in values.values()]
-        row = {name: key, **_distribution(column)}
+        row = {name: key, **distribution(column)}
         if target is not None:
             row["at_target"] = sum(v <= target for v in column)
         summary.append(row)

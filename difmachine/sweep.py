@@ -114,7 +114,7 @@ class SeedRecord:
     status: str = "waiting"
 
 
-def _distribution(values) -> dict | None:
+def distribution(values) -> dict | None:
     if not values:
         return None
     x = np.asarray(values, np.float64)
@@ -141,11 +141,11 @@ def summarize(records: list[SeedRecord], *, target: float | None, main_metric: s
         "target": target,
         "solved": len(solved),
         "success_rate": None if target is None else len(solved) / len(records),
-        "steps_to_solve": _distribution([r.solved_step for r in solved]),
-        "wall_time_to_solve": _distribution(
+        "steps_to_solve": distribution([r.solved_step for r in solved]),
+        "wall_time_to_solve": distribution(
             [r.solved_wall for r in solved if r.solved_wall is not None]
         ),
-        "final_metric": _distribution([r.eval for r in records if r.eval is not None]),
+        "final_metric": distribution([r.eval for r in records if r.eval is not None]),
         "solved_seeds": [r.seed for r in solved],
     }
 
