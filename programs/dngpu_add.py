@@ -45,9 +45,9 @@ import difmachine as dm
 AUTHORS_BINS = (8, 12, 16, 20, 25, 28, 31, 36, 41)  # their padded lengths, for up to 20 bits
 
 
-def bins(bits: int) -> tuple[int, ...]:
-    """The authors' length bins up to ``bits`` bits per operand (``2 bits + 1`` symbols)."""
-    longest = 2 * bits + 1
+def bins(task_class, bits: int) -> tuple[int, ...]:
+    """The authors' length bins up to ``bits`` bits (per operand) of ``task_class``."""
+    longest = task_class.size(bits)
     return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
 
 
@@ -62,16 +62,17 @@ def optimizer(name: str, lr):
     raise ValueError(f"dngpu optimizer must be 'clipped' or 'adamax', got {name!r}")
 
 
-def dngpu(task_class, channels: int, dropout: float):
-    """The program for ``task_class`` (a binary task), with these defaults of ``channels`` and
-    ``dropout``; ``dngpu_mul.py`` calls it with the multiplication's."""
+def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
+    """The program for ``task_class`` (a binary task), with these defaults of ``channels``,
+    ``dropout`` and the longest training ``bits``; ``dngpu_mul.py`` calls it with the
+    multiplication's, ``dngpu_reverse.py`` with reversal's."""
     channels = dm.param("channels", channels)
     steps = dm.param("steps", 10_000)
     lr = dm.param("lr", 0.0) or 0.01 * 48 / channels
     hard = dm.param("hard", True)
     dropout = dm.param("dropout", dropout)
     binned = dm.param("bins", False)
-    max_bits = dm.param("bits", 20)
+    max_bits = dm.param("bits", bits)
     return dm.Program(
         machine=dm.NeuralGPU(
             width=1,
@@ -92,7 +93,7 @@ def dngpu(task_class, channels: int, dropout: float):
             bucket=dm.param("bucket", True),
             shorter=dm.param("shorter", 0.0),
             adaptive=dm.param("adaptive", 0.0),
-            bins=bins(max_bits) if binned else (),
+            bins=bins(task_class, max_bits) if binned else (),
         ),
         optimizer=optimizer(
             dm.param("optimizer", "adamax"),

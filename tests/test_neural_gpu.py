@@ -428,6 +428,8 @@ def test_the_dngpu_program_takes_the_authors_bins_and_bad_bins_are_one_line_erro
     assert binned.task.bins == (8, 12, 16, 20, 25, 28, 31, 36, 41) and not binned.machine.freeze
     assert load_program(root, {"bins": "true", "bits": "8"}).task.bins == (8, 12, 16, 17)
     assert load_program(root).task.bins == () and load_program(root).machine.freeze
+    reverse = load_program(root.with_name("dngpu_reverse.py"), {"bins": "true"}).task
+    assert reverse.bins == (8, 12, 16, 20, 25, 28, 31, 36, 40) and reverse.max_bits == 40
     for bad, match in [
         (dict(bins=5), "whole sequence lengths"),
         (dict(bins=(12, 8)), "increasing"),

@@ -26,7 +26,7 @@ COVERED = {"neural_gpu_add", "neural_gpu_mul"}
 SAME_MACHINE = {"ham_add", "ham_merge", "ham_search", "ham_sort"}
 # the improved Neural GPU: its options are tested cell by cell in tests/test_neural_gpu.py and the
 # machine kind trains through the CLI there; a smoke run would compile one step per length
-SAME_MACHINE |= {"dngpu_add", "dngpu_mul"}
+SAME_MACHINE |= {"dngpu_add", "dngpu_mul", "dngpu_reverse"}
 
 
 @pytest.mark.parametrize(
