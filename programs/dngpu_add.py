@@ -21,8 +21,8 @@ for the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (
 shorter=0.05``: 5% of each batch shorter numbers, padded, run for as many steps as the batch's
 longest, as the length bins of the authors' code hold 5% shorter examples), ``input_dropout``
 (0; the authors drop the embedded input at the candidate's rate, 0.5 for addition),
-``optimizer`` (``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a per-entry clip against the running maximum and their
-schedule of ``b2``), ``bucket``, ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
+``optimizer`` (``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a
+per-entry clip against the running maximum and their schedule of ``b2``), ``bucket``, ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
 (false: the paper's saturating sigmoid and tanh), ``adaptive`` (Kaiser & Sutskever's curriculum,
 as in ``neural_gpu_add.py``; 0 = off, the authors'), ``lr`` (0 = the authors' rule), ``decay``
 (cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. What still differs from the authors'
