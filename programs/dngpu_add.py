@@ -16,19 +16,20 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - AdaMax after a global norm clip at 1, learning rate ``0.01 * 48 / channels`` along a cosine
   decay, no curriculum: lengths uniform in 1..20 bits, one length per batch.
 Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to
-one of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run
-for the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
+one of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run for
+the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
 shorter=0.05``: 5% of each batch shorter numbers, padded, run for as many steps as the batch's
-longest, as the length bins of the authors' code hold 5% shorter examples), ``input_dropout``
-(0; the authors drop the embedded input at the candidate's rate, 0.5 for addition),
-``optimizer`` (``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a
-per-entry clip against the running maximum and their schedule of ``b2``), ``bucket``, ``channels``, ``dropout``, ``saturation``, ``diagonal``, ``hard``
-(false: the paper's saturating sigmoid and tanh), ``adaptive`` (Kaiser & Sutskever's curriculum,
-as in ``neural_gpu_add.py``; 0 = off, the authors'), ``lr`` (0 = the authors' rule), ``decay``
-(cosine over ``steps``), ``batch_size``, ``bits``, ``steps``. What still differs from the authors'
-code: the cosine decay (theirs cuts the rate on a plateau), one length bin per batch of 32 (each
-of their steps trains every length bin, 32 sequences each: 288 sequences, about 10 times the
-compute of one of ours) for 10,000 steps (their 20,000), and a constant saturation weight.
+longest, as the length bins of the authors' code hold 5% shorter examples), ``input_dropout`` (0;
+the authors drop the embedded input at the candidate's rate, 0.5 for addition), ``optimizer``
+(``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a per-entry clip against
+the running maximum and their schedule of ``b2``), ``bucket``, ``channels``, ``dropout``,
+``saturation``, ``diagonal``, ``hard`` (false: the paper's saturating sigmoid and tanh),
+``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
+``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
+``steps``. What still differs from the authors' code: the cosine decay (theirs cuts the rate on a
+plateau), one length bin per batch of 32 (each of their steps trains every length bin, 32 sequences
+each: 288 sequences, about 10 times the compute of one of ours) for 10,000 steps (their 20,000),
+and a constant saturation weight.
 The defaults are the settings that learned fastest here: with ``optimizer=clipped
 input_dropout=0.5 freeze=false shorter=0.05`` (all of the authors' choices that the program has)
 two seeds were still 1% and 41% wrong at 20 bits after 10,000 steps.
