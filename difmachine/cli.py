@@ -517,8 +517,6 @@ def _eval_sweep(sweep_dir: Path, evaluate_run, metric, json_out, seed, out) -> N
         raise DifmachineError(f"--metric {main}: the task reports {known}")
     results |= {s: evaluate_run(seed_dir(sweep_dir, s)) for s in trained[1:]}
     target = program.target if main == program.task.main_metric else None
-    if target is not None and target < 0:  # `--set target=-1`: trained the whole budget
-        target = None
     labels = [_length_label(r[name], own) for r in rows]
     values = {s: [r[main] for r in seed_rows] for s, (_, _, seed_rows, _, _) in results.items()}
     keys = [r[name] for r in rows]

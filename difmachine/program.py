@@ -36,7 +36,9 @@ class Program:
     - ``batch_size``, ``steps``, ``seed``: training budget and reproducibility.
     - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
-    - ``target``: stop early once the evaluated main metric is at or below this value.
+    - ``target``: stop early once the evaluated main metric is at or below this value; ``None``
+      trains the whole budget (programs read it with ``dm.param("target", ..., optional=True)``,
+      so ``--set target=none`` does).
     - ``remat``: recompute each time step in the backward pass instead of storing it. ``None``
       (the default) asks the machine (``prefers_remat``): on for dense machines, where it cuts
       the memory traffic that bounds the step at batch >= 16 (1.6x at batch 16 for the NTM,
@@ -199,15 +201,20 @@ _overrides: dict[str, str] = {}
 _used: set[str] = set()
 
 
-def param(name: str, default, choices=None):
+def param(name: str, default, choices=None, *, optional: bool = False):
     """A program parameter that ``difmachine run FILE --set name=value`` can override.
 
     In a program file: ``bits = dm.param("bits", 16)``. The override is converted to the type
     of ``default`` (int, float, bool or str); a bad value is a clear error. ``choices``, when
     given, are the only values allowed (``dm.param("structure", "stack", ("stack", "queue"))``).
+    ``optional=True`` also takes ``--set name=none``, which gives ``None``: a program's
+    ``target=dm.param("target", 0.1, optional=True)`` lets ``--set target=none`` train the whole
+    budget.
     """
     _used.add(name)
-    value = _override(name, default) if name in _overrides else default
+    if optional and _overrides.get(name, "").lower() == "none":
+        return None
+    value = _override(name, default, optional) if name in _overrides else default
     if choices is not None and value not in choices:
         raise ProgramError(
             f"--set {name}={value}: expected one of {', '.join(str(c) for c in choices)}"
@@ -215,7 +222,7 @@ def param(name: str, default, choices=None):
     return value
 
 
-def _override(name: str, default):
+def _override(name: str, default, optional: bool = False):
     text = _overrides[name]
     kind = type(default)
     try:
@@ -230,6 +237,7 @@ def _override(name: str, default):
     except ValueError:
         raise ProgramError(
             f"--set {name}={text}: expected a {kind.__name__} like {default!r}"
+            + (" (or none)" if optional else "")
         ) from None
 
 

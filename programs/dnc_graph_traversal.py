@@ -43,5 +43,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 16),
     steps=dm.param("steps", 40_000),
     eval_every=500,
-    target=dm.param("target", 0.05),
+    target=dm.param("target", 0.05, optional=True),
 )

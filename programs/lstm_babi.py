@@ -21,5 +21,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 16),
     steps=dm.param("steps", 10_000),
     eval_every=500,
-    target=dm.param("target", 0.01),
+    target=dm.param("target", 0.01, optional=True),
 )

@@ -88,5 +88,5 @@ program = dm.Program(
     seed=seed,
     eval_every=1000,
     eval_samples=512,
-    target=dm.param("target", 0.0),
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -29,5 +29,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 64),
     steps=dm.param("steps", 6000),
     eval_every=500,
-    target=dm.param("target", 0.0),
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -46,5 +46,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 32),
     steps=dm.param("steps", 3000),
     eval_every=250,
-    target=dm.param("target", 0.0),
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -8,6 +8,7 @@ from conftest_programs import OTHER, write_program
 from typer.testing import CliRunner
 
 from difmachine.cli import app
+from difmachine.program import load_program
 
 runner = CliRunner()
 
@@ -250,6 +251,13 @@ def test_program_parameters_with_set(tmp_path):
     )
     result = invoke("show", structure, "--set", "structure=queue")
     assert result.exit_code == 0 and "NeuralQueue" in result.output, result.output
+    # an optional parameter (a program's target) also takes `none`; a plain one does not
+    copy = structure.parent / "ntm_copy.py"
+    assert load_program(copy).target == 0.1
+    assert load_program(copy, {"target": "NONE"}).target is None
+    assert load_program(copy, {"target": "0.25"}).target == 0.25
+    one_line_error(invoke("show", copy, "--set", "target=low"), "target=low", "(or none)")
+    one_line_error(invoke("show", path, "--set", "bits=none"), "expected a int like 3")
 
 
 SCHEDULED = """
