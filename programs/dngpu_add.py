@@ -24,9 +24,12 @@ the authors drop the embedded input at the candidate's rate, 0.5 for addition), 
 (``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a per-entry clip against
 the running maximum and their schedule of ``b2``), ``bucket``, ``channels``, ``dropout``,
 ``saturation``, ``diagonal``, ``hard`` (false: the paper's saturating sigmoid and tanh),
+``mean_loss`` (false: the
+cross-entropy summed over the positions; true: averaged, as the authors' code does),
 ``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
 ``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
-``steps``. What still differs from the authors' code: the cosine decay (theirs cuts the rate on a
+``steps``. What still differs from the authors' code (with ``bins=true shorter=0.05 optimizer=clipped
+input_dropout=0.5 mean_loss=true``): the cosine decay (theirs cuts the rate on a
 plateau), one length bin per batch of 32 (each of their steps trains every length bin, 32 sequences
 each: 288 sequences, about 10 times the compute of one of ours) for 10,000 steps (their 20,000),
 and a constant saturation weight.
@@ -95,6 +98,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
             shorter=dm.param("shorter", 0.0),
             adaptive=dm.param("adaptive", 0.0),
             bins=bins(task_class, max_bits) if binned else (),
+            mean_loss=dm.param("mean_loss", False),
         ),
         optimizer=optimizer(
             dm.param("optimizer", "adamax"),

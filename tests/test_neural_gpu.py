@@ -440,6 +440,23 @@ def test_the_dngpu_program_takes_the_authors_bins_and_bad_bins_are_one_line_erro
             dm.BinaryAddition(**{"bucket": True, **bad})
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 12))
+def test_mean_loss_is_the_summed_loss_over_the_scored_positions(seed, k):
+    summed, mean = dm.BinaryAddition(max_bits=12), dm.BinaryAddition(max_bits=12, mean_loss=True)
+    rng = np.random.default_rng(seed)
+    batch = summed.sample(rng, 1, length=k)
+    logits = jnp.asarray(rng.normal(size=(*batch.targets.shape[1:2], 3)), jnp.float32)
+    args = (logits, jnp.asarray(batch.targets[0]), jnp.asarray(batch.loss_mask[0]))
+    scored = float(batch.loss_mask[0].sum())
+    assert scored == 2 * k + 1  # every real position, blanks included
+    assert float(mean.loss(*args)) == pytest.approx(float(summed.loss(*args)) / scored, rel=1e-6)
+    root = Path(__file__).resolve().parents[1] / "programs" / "dngpu_add.py"
+    assert load_program(root, {"mean_loss": "true"}).task.mean_loss
+    with pytest.raises(ValueError, match="mean_loss"):
+        dm.BinaryAddition(mean_loss=1)
+
+
 def test_without_freezing_every_example_takes_the_batchs_steps_and_padding_still_never_leaks(
     model,
 ):

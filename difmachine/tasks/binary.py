@@ -18,7 +18,9 @@ vector. Output classes: ``0``, ``1`` and blank (class 2).
 
 ``length`` (``sample(length=k)``, ``difmachine eval --lengths``) is ``k``, the bits per
 operand. Every real position is scored, blanks included (a model must also know where the
-result ends); the loss is the softmax cross-entropy summed over them. Metrics per sequence:
+result ends); the loss is the softmax cross-entropy summed over them (``mean_loss = True``:
+averaged over them, as Freivalds & Liepins's code does, so that every sequence weighs the same
+whatever its length). Metrics per sequence:
 ``errors`` (1 unless every position is right: the per-sequence error, the **main metric**),
 ``symbol_errors`` (the fraction of positions wrong), plus ``coarse``, ``fine`` and
 ``token_accuracy`` as for the other symbol tasks.
@@ -114,6 +116,7 @@ class AbstractBinaryTask(LevelCurriculum):
     bins: tuple[int, ...] = eqx.field(
         static=True, default=(), converter=lambda b: tuple(b) if isinstance(b, list) else b
     )
+    mean_loss: bool = eqx.field(static=True, default=False)
 
     main_metric: ClassVar[str] = "errors"
     length_name: ClassVar[str] = "length"
@@ -128,7 +131,7 @@ class AbstractBinaryTask(LevelCurriculum):
         check_fraction(name, "shorter", self.shorter, "a fraction")
         if self.shorter and not self.bucket:
             raise ValueError(f"{name} shorter mixes shorter numbers into a bucket: use bucket=True")
-        for flag in ("bucket", "answer_after"):
+        for flag in ("bucket", "answer_after", "mean_loss"):
             check_flag(name, flag, getattr(self, flag))
         if self.bins:
             self._check_bins(name)
@@ -267,7 +270,8 @@ class AbstractBinaryTask(LevelCurriculum):
         )
 
     def loss(self, outputs, targets, loss_mask):
-        return softmax_cross_entropy(outputs, targets, loss_mask)
+        total = softmax_cross_entropy(outputs, targets, loss_mask)
+        return total / jnp.maximum(jnp.sum(loss_mask), 1.0) if self.mean_loss else total
 
     def metrics(self, outputs, targets, loss_mask):
         metrics = sequence_metrics(outputs, targets, loss_mask)
