@@ -30,7 +30,7 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
-from difmachine.program import load_program
+from difmachine.program import ProgramError, load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
 # -- the CGRU against numpy ---------------------------------------------------------------------
@@ -455,6 +455,25 @@ def test_mean_loss_is_the_summed_loss_over_the_scored_positions(seed, k):
     assert load_program(root, {"mean_loss": "true"}).task.mean_loss
     with pytest.raises(ValueError, match="mean_loss"):
         dm.BinaryAddition(mean_loss=1)
+
+
+def test_accumulate_averages_that_many_batches_into_each_update():
+    root = Path(__file__).resolve().parents[1] / "programs" / "dngpu_add.py"
+    program = load_program(root, {"accumulate": "3", "bits": "2", "channels": "4"})
+    model = dm.build(program)
+    step = train_mod.make_train_step(program.task, program.optimizer)
+    opt_state = program.optimizer.init(eqx.filter(model, eqx.is_array))
+    rng = np.random.default_rng(0)
+    batches = [program.task.sample(rng, 4, length=2) for _ in range(6)]
+    changed = []
+    for batch in batches:
+        new, opt_state, _ = step(model, opt_state, batch)
+        leaves = zip(jax.tree.leaves(eqx.filter(model, eqx.is_array)), jax.tree.leaves(new))
+        changed.append(any(not np.array_equal(a, b) for a, b in leaves))
+        model = new
+    assert changed == [False, False, True, False, False, True]
+    with pytest.raises(ProgramError, match="accumulate=0"):
+        load_program(root, {"accumulate": "0"})
 
 
 def test_without_freezing_every_example_takes_the_batchs_steps_and_padding_still_never_leaks(
