@@ -283,12 +283,12 @@ def _kernel(k) -> tuple[int, int]:
 
 class NeuralGPU(AbstractMachine):
     """A Neural GPU: a grid of ``width`` rows x input length x ``channels``, ``layers`` CGRUs per
-    step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is
-    long. See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``,
-    ``relax``, ``relax_pull``, ``dropout``, ``input_dropout``, ``freeze``; Freivalds & Liepins's
-    ``nonlinearity="hard"``, ``saturation``, ``diagonal``). The paper's sizes: ``width=4, channels=24, layers=2,
-    kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`: the patches times
-    the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
+    step with ``kernel`` (rows, positions) convolutions, run for as many steps as the input is long.
+    See the module docstring for the options (``sigmoid_cutoff``, ``tanh_cutoff``, ``relax``,
+    ``relax_pull``, ``dropout``, ``input_dropout``, ``freeze``; Freivalds & Liepins's
+    ``nonlinearity="hard"``, ``saturation``, ``diagonal``). The paper's sizes: ``width=4,
+    channels=24, layers=2, kernel=3``. ``convolution``: ``"matmul"`` (default, :func:`conv_matmul`:
+    the patches times the kernel, fastest to differentiate on a CPU) or ``"xla"`` (:func:`conv`,
     ``lax.conv_general_dilated``); the same function, a different speed."""
 
     width: int = eqx.field(static=True, default=4)

@@ -35,7 +35,8 @@ class Program:
     - ``optimizer``: an optax transformation (include clipping in it, e.g. ``optax.chain``).
     - ``batch_size``, ``steps``, ``seed``: training budget and reproducibility.
     - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
-    - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on Ctrl-C).
+    - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on
+      Ctrl-C).
     - ``target``: stop early once the evaluated main metric is at or below this value; ``None``
       trains the whole budget (programs read it with ``dm.param("target", ..., optional=True)``,
       so ``--set target=none`` does).

@@ -166,8 +166,9 @@ def check_device(
 ) -> None:
     """Check the device protocol and the numerical hygiene of ``device`` (see module docstring).
 
-    Hypothesis draws the pre-activation interface values of ``batch`` runs of ``steps`` steps; ``context`` goes to ``init_state``; ``invariants(final_state, reads, traces)``
-    asserts what must hold after every run."""
+    Hypothesis draws the pre-activation interface values of ``batch`` runs of ``steps`` steps;
+    ``context`` goes to ``init_state``; ``invariants(final_state, reads, traces)`` asserts what must
+    hold after every run."""
     if not isinstance(device, AbstractDevice):
         raise TypeError(f"check_device expects a device (an AbstractDevice), got {device!r}")
     check_spec(device)

@@ -32,8 +32,9 @@ of a random bin, close to the authors' step, which averages one batch of every b
 ``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
 ``steps``. What still differs from the authors' code (with ``bins=true shorter=0.05
 optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9``): the cosine decay (theirs
-cuts the rate on a plateau), bins drawn at random for the 9 batches of an update (theirs takes each bin once), the
-budget (their 20,000 updates would be 180,000 steps here), and a constant saturation weight.
+cuts the rate on a plateau), bins drawn at random for the 9 batches of an update (theirs takes
+each bin once), the budget (their 20,000 updates would be 180,000 steps here), and a constant
+saturation weight.
 The defaults are the settings that learned fastest here: with ``optimizer=clipped
 input_dropout=0.5 freeze=false shorter=0.05`` (all of the authors' choices that the program has)
 two seeds were still 1% and 41% wrong at 20 bits after 10,000 steps.

@@ -12,11 +12,11 @@ the first step and an episode of only the answer steps (`MemoryInput`), an LSTM 
 with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
 mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run.
 
-The paper's setup (recalled, not yet checked against the paper): the input `a_1 .. a_n + b_1 .. b_n =` and the output the n + 1 bits of the
-sum; the input embedded into the leaves before the controller runs. Differences: the first
-blank step plays `=`, the answer is scored over as many steps as the input (blank after the
-sum); `--set memory_input=false`: the controller reads the bits one per step and writes them into
-the leaves itself; a gated write.
+The paper's setup (recalled, not yet checked against the paper): the input `a_1 .. a_n + b_1 .. b_n
+=` and the output the n + 1 bits of the sum; the input embedded into the leaves before the
+controller runs. Differences: the first blank step plays `=`, the answer is scored over as many
+steps as the input (blank after the sum); `--set memory_input=false`: the controller reads the bits
+one per step and writes them into the leaves itself; a gated write.
 """
 
 from ham_reverse import layout

@@ -1,4 +1,5 @@
-"""An LSTM with a hierarchical attentive memory merges two sorted lists (Andrychowicz & Kurach 2016).
+"""An LSTM with a hierarchical attentive memory merges two sorted lists (Andrychowicz & Kurach
+2016).
 
 Task: `MergePairs`: two sequences of `length` (key, value) pairs, each sorted by key and each
 followed by a separator (a key of 128 and a value of 8 symbols per step, one-hot side by side;
@@ -14,11 +15,11 @@ mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft
 adaptive=0.1`: a curriculum over the number of pairs (start at `min_length`, one more whenever
 fewer than 10% of the training sequences were wrong over 200 steps).
 
-The paper's setup (recalled, not yet checked against the paper): priorities (keys) unique, drawn from {1/300, ..., 300/300}, values 5-bit
-vectors; the input embedded into the leaves before the controller runs. Differences: one-hot
-symbols; the output is the values alone, in key order; `--set
-memory_input=false`: the controller reads the pairs one per step and writes them into the
-leaves itself; a gated write.
+The paper's setup (recalled, not yet checked against the paper): priorities (keys) unique, drawn
+from {1/300, ..., 300/300}, values 5-bit vectors; the input embedded into the leaves before the
+controller runs. Differences: one-hot symbols; the output is the values alone, in key order; `--set
+memory_input=false`: the controller reads the pairs one per step and writes them into the leaves
+itself; a gated write.
 """
 
 from ham_reverse import layout

@@ -13,11 +13,11 @@ mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft
 adaptive=0.1`: a curriculum over the number of pairs (start at `min_length`, one more whenever
 fewer than 10% of the training sequences were wrong over 200 steps).
 
-The paper's setup (recalled, not yet checked against the paper): unique priorities from {1/300, ..., 300/300} with 5-bit values, sorted in
-O(n log n) by a machine that inserts each pair into the tree; the input embedded into the
-leaves before the controller runs. Differences: one-hot symbols; the output is the values
-alone, in key order; `--set memory_input=false`: the
-controller reads the pairs one per step and writes them into the leaves itself; a gated write.
+The paper's setup (recalled, not yet checked against the paper): unique priorities from {1/300, ...,
+300/300} with 5-bit values, sorted in O(n log n) by a machine that inserts each pair into the tree;
+the input embedded into the leaves before the controller runs. Differences: one-hot symbols; the
+output is the values alone, in key order; `--set memory_input=false`: the controller reads the pairs
+one per step and writes them into the leaves itself; a gated write.
 """
 
 from ham_reverse import layout

@@ -15,11 +15,11 @@ machine's answer the device's output itself, so the answer can only come from th
 `--set selection=hard` runs the argmax program instead of the mixture (for evaluation;
 `selection=straight` trains straight-through, which learns worse here).
 
-Training aids from the paper: gradient clipping (`clip`) and annealed Gaussian gradient noise
-with variance `noise / (1 + t)^0.55` (`--set noise=0` turns it off; at 6000 steps of the whole
-question the hard accuracy of seeds 0 and 1 fell from 0.62, 0.68 to 0.41, 0.45 without it).
-`--set seed=K` changes the initialisation, the data and the noise. `difmachine trace RUN` prints the induced program
-("step 1: load(col x2) p=0.99; step 2: multiply(s[1], col x1) ..."); `difmachine eval RUN
+Training aids from the paper: gradient clipping (`clip`) and annealed Gaussian gradient noise with
+variance `noise / (1 + t)^0.55` (`--set noise=0` turns it off; at 6000 steps of the whole question
+the hard accuracy of seeds 0 and 1 fell from 0.62, 0.68 to 0.41, 0.45 without it). `--set seed=K`
+changes the initialisation, the data and the noise. `difmachine trace RUN` prints the induced
+program ("step 1: load(col x2) p=0.99; step 2: multiply(s[1], col x1) ..."); `difmachine eval RUN
 --lengths 1,2,3` tries operands of 1, 2 and 3 digits (trained on 1).
 
 `--set question=whole` gives the whole question as one vector at every step instead: the

@@ -10,15 +10,15 @@ symbol, dequeue one per output step. One slot per time step and 2L + 2 steps per
 the default capacity 4 * max_length + 2 = 66 covers evaluation at twice the training length
 (`difmachine eval RUN --lengths 8,16,32`); `--set capacity=130` for L = 64.
 
-Optimiser: Adam 3e-3, global-norm clipping at 1, batch 32 (Grefenstette et al.: RMSProp, batch
-10, clipping 1); the same settings as programs/stack_reverse.py, where they trained fastest on
-this CPU. The controller is twice the stack machine's: with 128 units the queue machine settled
-on a muddled mix of pushes and pops for seeds 0 and 1 (coarse 0.91 and 0.86 on the training
-mix after 8000 and 4000 steps, 0 at L = 32), while with 256 units it found the clean enqueue-then-dequeue solution
-by step 1000 and copied L = 32 perfectly at step 4000. No early-stopping target (the extra steps
-after the training mix is solved are for generalization, as in programs/stack_reverse.py):
-4000 steps, a few minutes. Baseline: programs/lstm_copy_symbols.py (the same LSTM without the
-queue, same optimiser and step budget).
+Optimiser: Adam 3e-3, global-norm clipping at 1, batch 32 (Grefenstette et al.: RMSProp, batch 10,
+clipping 1); the same settings as programs/stack_reverse.py, where they trained fastest on this CPU.
+The controller is twice the stack machine's: with 128 units the queue machine settled on a muddled
+mix of pushes and pops for seeds 0 and 1 (coarse 0.91 and 0.86 on the training mix after 8000 and
+4000 steps, 0 at L = 32), while with 256 units it found the clean enqueue-then-dequeue solution by
+step 1000 and copied L = 32 perfectly at step 4000. No early-stopping target (the extra steps after
+the training mix is solved are for generalization, as in programs/stack_reverse.py): 4000 steps, a
+few minutes. Baseline: programs/lstm_copy_symbols.py (the same LSTM without the queue, same
+optimiser and step budget).
 """
 
 import optax

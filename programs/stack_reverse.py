@@ -24,14 +24,14 @@ tiny, Adam still moves every weight by about the learning rate, and with 1e-8 on
 blew up at step 2,900 (loss 1e-4 -> 59, then coarse 0 at step 3,000). A larger epsilon lets the
 steps shrink with the gradient near convergence; 2 of 2 seeds with it ran to 3,000 steps cleanly.
 
-No early-stopping target: stopped at step 500, when the training mix is already perfect, the
-machine still decides when to end by an internal clock and fails at L = 32 (it emits the end
-class about 22 steps into the answer). Trained on to 3000 steps it reverses L = 8 and 16
-perfectly in every run; at L = 32 (twice the training length) it depends on the run. With
-epsilon 1e-6: coarse 0.70 (seed 0) and 0.10 (seed 1). With 1e-8: 1.0 (seed 0, before a change
-of float rounding order in the gradient), 0.20 (seed 1). A cosine-decayed learning rate was
-0.67 / 0.01, one cut to 1e-3 at step 1,000 0.0 / 0.21. So L = 32 is luck at this budget. Baseline: programs/lstm_reverse.py (same task, optimiser and step
-budget).
+No early-stopping target: stopped at step 500, when the training mix is already perfect, the machine
+still decides when to end by an internal clock and fails at L = 32 (it emits the end class about 22
+steps into the answer). Trained on to 3000 steps it reverses L = 8 and 16 perfectly in every run; at
+L = 32 (twice the training length) it depends on the run. With epsilon 1e-6: coarse 0.70 (seed 0)
+and 0.10 (seed 1). With 1e-8: 1.0 (seed 0, before a change of float rounding order in the gradient),
+0.20 (seed 1). A cosine-decayed learning rate was 0.67 / 0.01, one cut to 1e-3 at step 1,000 0.0 /
+0.21. So L = 32 is luck at this budget. Baseline: programs/lstm_reverse.py (same task, optimiser and
+step budget).
 """
 
 import optax

@@ -26,9 +26,9 @@ class NTMMemory(AbstractDevice):
 
     The state stores the memory transposed, ``state["memory"]`` of shape ``[width, slots]`` (slot
     ``i`` is the column ``[:, i]``): the slot axis innermost makes the step's reductions over the
-    memory contiguous (``difmachine.addressing``, ``slots_last``). Initial head weightings are learned
-    (softmax of logits), starting focused on slot 0 so that location-based iteration
-    (shift by +1 each step) has a place to start from; a uniform start could never focus.
+    memory contiguous (``difmachine.addressing``, ``slots_last``). Initial head weightings are
+    learned (softmax of logits), starting focused on slot 0 so that location-based iteration (shift
+    by +1 each step) has a place to start from; a uniform start could never focus.
     """
 
     slots: int = eqx.field(static=True)

@@ -27,14 +27,14 @@ pads a batch to the longest episode ``max_length`` can make, so a run compiles o
 - :class:`SortPairs`: ``n`` pairs in random order (keys distinct), a separator; the output is the
   ``n`` values in the order of their keys (``2 n + 2`` steps).
 
-Where the paper is silent or differs, decided here: keys and values are one-hot symbols (the
-paper's are bit vectors; as we recall it, not yet checked against the paper: 5-bit keys and
-values, merge and sort priorities from ``{1/300, ..., 300/300}``); keys are distinct in every task (the paper's search asks for the first of equal
-keys), so each answer is unique; the output is the values alone, in key order (emitting the
-keys too would let a machine sort the keys without carrying their values); each generator is a
-pure function of the numpy generator it is given and valid by construction. Keys must outnumber
-the pairs of the longest episode, so ``keys`` defaults to 128: enough for ``MergePairs`` at 64 pairs
-per sequence (8 times 8).
+Where the paper is silent or differs, decided here: keys and values are one-hot symbols (the paper's
+are bit vectors; as we recall it, not yet checked against the paper: 5-bit keys and values, merge
+and sort priorities from ``{1/300, ..., 300/300}``); keys are distinct in every task (the paper's
+search asks for the first of equal keys), so each answer is unique; the output is the values alone,
+in key order (emitting the keys too would let a machine sort the keys without carrying their
+values); each generator is a pure function of the numpy generator it is given and valid by
+construction. Keys must outnumber the pairs of the longest episode, so ``keys`` defaults to 128:
+enough for ``MergePairs`` at 64 pairs per sequence (8 times 8).
 """
 
 from __future__ import annotations

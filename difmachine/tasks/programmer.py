@@ -16,13 +16,13 @@ an RNN over its words would. The operands are the context ``"table"``, a one-row
 column per operand. ``steps = operands``: load the first operand, then one operation each.
 ``length`` (``eval --lengths``) is the operands' number of digits (1 in training).
 
-:class:`TableQA` (the paper's synthetic table task): a table of ``columns`` numeric columns
-``A, B, ...`` and ``min_rows..max_rows`` rows of distinct integers in ``[0, max_value)`` per
-column, and a template question over it (see :data:`TEMPLATES`), e.g. ``sum of B where A greater
-than 30 and lesser than 70``. The question's words (numbers as one ``<num>`` token) are the
-source an encoder reads; the table and the question's numbers are the context ``"table"`` that
-the operation selector reads. The decoder's input at each of its ``steps`` steps is the step's one-hot. ``length``
-is the number of rows.
+:class:`TableQA` (the paper's synthetic table task): a table of ``columns`` numeric columns ``A, B,
+...`` and ``min_rows..max_rows`` rows of distinct integers in ``[0, max_value)`` per column, and a
+template question over it (see :data:`TEMPLATES`), e.g. ``sum of B where A greater than 30 and
+lesser than 70``. The question's words (numbers as one ``<num>`` token) are the source an encoder
+reads; the table and the question's numbers are the context ``"table"`` that the operation selector
+reads. The decoder's input at each of its ``steps`` steps is the step's one-hot. ``length`` is the
+number of rows.
 """
 
 from __future__ import annotations
