@@ -98,8 +98,14 @@ def run(args) -> int:
             "solved": f"{sum(r['solved'] for r in mine)}/{len(mine)}",
             **{
                 k: median([r[k] for r in mine])
-                for k in ("steps_trained", "wall_s", "error_in", "error_beyond",
-                          "inner_steps_in", "inner_steps_beyond")  # fmt: skip
+                for k in (
+                    "steps_trained",
+                    "wall_s",
+                    "error_in",
+                    "error_beyond",
+                    "inner_steps_in",
+                    "inner_steps_beyond",
+                )  # fmt: skip
             },
         }
         summary[policy] = s
