@@ -7,7 +7,8 @@ memory_scaling (dense NTMMemory vs SparseMemory step time and peak memory, 1K-1M
 families (throughput and time to solve of one program per machine family), flags (XLA CPU flags
 and malloc tunables, one process per setting), halting (ACT against PonderNet on parity, over
 seeds, with extrapolation), dnc_scaling (DNCMemory step time against slots), neural_gpu_scaling
-(Neural GPU step time and peak memory against input length).
+(Neural GPU step time and peak memory against input length), addition_probe (where a trained
+binary-addition model breaks: transport or carries).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 
 BENCHMARKS = ("ntm_step", "scaling", "time_to_solve", "neural_programmer", "memory_scaling",
               "families", "flags", "halting", "dnc_scaling", "sweep_throughput",
-              "neural_gpu_scaling")  # fmt: skip
+              "neural_gpu_scaling", "addition_probe")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

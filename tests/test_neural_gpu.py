@@ -457,6 +457,19 @@ def test_mean_loss_is_the_summed_loss_over_the_scored_positions(seed, k):
         dm.BinaryAddition(mean_loss=1)
 
 
+@settings(max_examples=20, deadline=None)
+@given(k=st.integers(1, 30), data=st.data())
+def test_hand_built_operands_encode_as_sampled_sums_do(k, data):
+    a, b = (data.draw(st.integers(0, 2**k - 1)) for _ in range(2))
+    for task, op in ((dm.BinaryAddition(), int.__add__), (dm.BinaryMultiplication(), int.__mul__)):
+        batch = task.encode([task.operands(a, b, k)], task.size(k))
+        x, t = batch.inputs[0], batch.targets[0].argmax(-1)
+        assert from_bits(x[:k].argmax(-1)) == a and from_bits(x[k + 1 :].argmax(-1)) == b
+        result = t[t != BLANK]
+        assert from_bits(result) == op(a, b) and np.all(t[len(result) :] == BLANK)
+        assert batch.mask.sum() == batch.loss_mask.sum() == 2 * k + 1
+
+
 def test_accumulate_averages_that_many_batches_into_each_update():
     root = Path(__file__).resolve().parents[1] / "programs" / "dngpu_add.py"
     program = load_program(root, {"accumulate": "3", "bits": "2", "channels": "4"})

@@ -232,13 +232,18 @@ class AbstractBinaryTask(LevelCurriculum):
         else:
             ks = self.draw_bits(rng, batch_size)
             n = self.size(int(ks.max()) if self.bucket else self.max_bits)
+        return self.encode([self.example(rng, int(k)) for k in ks], n)
+
+    def encode(self, examples: list[tuple[list[int], list[int]]], n: int) -> Batch:
+        """The batch of ``examples`` (each ``(input symbols, output classes)`` as
+        :meth:`example` makes them; ``-1`` is a blank input) padded to ``n`` symbols."""
         n = 2 * n if self.answer_after else n
+        batch_size = len(examples)
         inputs = np.zeros((batch_size, n, self.input_size), np.float32)
         targets = np.zeros((batch_size, n, self.output_size), np.float32)
         mask = np.zeros((batch_size, n), np.float32)
         loss_mask = np.zeros((batch_size, n), np.float32)
-        for b, k in enumerate(ks):
-            symbols, classes = self.example(rng, int(k))
+        for b, (symbols, classes) in enumerate(examples):
             L = len(symbols)
             first = 0
             if self.answer_after:  # read the whole input, then answer in as many steps
@@ -303,6 +308,11 @@ class _Arithmetic(AbstractBinaryTask):
 
     def example(self, rng, bits):
         a, b = (from_bits(x) for x in rng.integers(0, 2, size=(2, bits)))  # Python ints
+        return self.operands(a, b, bits)
+
+    def operands(self, a: int, b: int, bits: int) -> tuple[list[int], list[int]]:
+        """The example of ``a`` and ``b`` as ``bits``-bit operands (``encode`` makes batches of
+        them: ``bench/addition_probe.py`` builds its sums by hand)."""
         n = self.size(bits)
         symbols = to_bits(a, bits) + [self.OPERATOR] + to_bits(b, bits)
         result = to_bits(self.apply(a, b))
