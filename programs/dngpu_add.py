@@ -13,35 +13,35 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - diagonal gates: the kept state moves along the positions, a third of the channels right and
   a third left, ``s' = u . shift(s) + (1 - u) . c``;
 - dropout on the candidate (50% for addition, 10% for multiplication);
-- AdaMax after a global norm clip at 1, learning rate ``0.01 * 48 / channels`` along a cosine
-  decay, no curriculum: lengths uniform in 1..20 bits, one length per batch.
-Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to
-one of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run for
-the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
+- AdaMax after a global norm clip at 1, learning rate ``0.01 * 48 / channels`` along a cosine decay,
+  no curriculum: lengths uniform in 1..20 bits, one length per batch.
+
+Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to one
+of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run for the
+batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
 shorter=0.05``: 5% of each batch shorter numbers, padded, run for as many steps as the batch's
 longest, as the length bins of the authors' code hold 5% shorter examples), ``input_dropout`` (0;
 the authors drop the embedded input at the candidate's rate, 0.5 for addition), ``optimizer``
 (``adamax``, or ``clipped``: the authors' AdaMax, ``dm.clipped_adamax``, a per-entry clip against
 the running maximum and their schedule of ``b2``), ``bucket``, ``channels``, ``dropout``,
-``saturation``, ``diagonal``, ``hard`` (false: the paper's saturating sigmoid and tanh),
-``mean_loss`` (false: the
-cross-entropy summed over the positions; true: averaged, as the authors' code does),
-``accumulate`` (1; 9 with ``bins=true``: each update averages the gradients of 9 batches, each
-of a random bin, close to the authors' step, which averages one batch of every bin),
+``saturation``, ``diagonal``, ``hard`` (false: the paper's saturating sigmoid and tanh), ``layers``
+(1, the authors'; 2: Kaiser & Sutskever's two CGRUs per step, so a signal crosses two positions per
+step), ``mean_loss`` (false: the cross-entropy summed over the positions; true: averaged, as the
+authors' code does), ``accumulate`` (1; 9 with ``bins=true``: each update averages the gradients of
+9 batches, each of a random bin, close to the authors' step, which averages one batch of every bin),
 ``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
 ``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
 ``steps``. What still differs from the authors' code (with ``bins=true shorter=0.05
-optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9``): the cosine decay (theirs
-cuts the rate on a plateau), bins drawn at random for the 9 batches of an update (theirs takes
-each bin once), the budget (their 20,000 updates would be 180,000 steps here), and a constant
-saturation weight.
-The defaults are the settings that learned fastest here: with ``optimizer=clipped
-input_dropout=0.5 freeze=false shorter=0.05`` (all of the authors' choices that the program has)
-two seeds were still 1% and 41% wrong at 20 bits after 10,000 steps.
-Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths 20,50,100,200``.
-Measured here (README, "The improved Neural GPU"): exact on 20-bit sums after 4,600-6,800 steps in
-eight runs, but wrong on many sums of 25 bits and on every sum of 30 bits or more in all ten
-runs (two with ``bins=true shorter=0.05``), unlike the authors' models.
+optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9``): the cosine decay (theirs cuts
+the rate on a plateau), bins drawn at random for the 9 batches of an update (theirs takes each bin
+once), the budget (their 20,000 updates would be 180,000 steps here), and a constant saturation
+weight. The defaults are the settings that learned fastest here: with ``optimizer=clipped
+input_dropout=0.5 freeze=false shorter=0.05`` (all of the authors' choices that the program has) two
+seeds were still 1% and 41% wrong at 20 bits after 10,000 steps. Evaluate far beyond the training
+lengths with ``difmachine eval RUN --lengths 20,50,100,200``. Measured here (README, "The improved
+Neural GPU"): exact on 20-bit sums after 4,600-6,800 steps in eight runs, but wrong on many sums of
+25 bits and on every sum of 30 bits or more in all ten runs (two with ``bins=true shorter=0.05``),
+unlike the authors' models.
 """
 
 import optax
@@ -93,7 +93,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
         machine=dm.NeuralGPU(
             width=1,
             channels=channels,
-            layers=1,
+            layers=dm.param("layers", 1),  # the authors': 1; Kaiser & Sutskever's: 2
             kernel=(1, 3),
             nonlinearity="hard" if hard else "saturating",
             saturation=dm.param("saturation", 1e-3) if hard else 0.0,
