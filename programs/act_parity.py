@@ -28,5 +28,5 @@ program = dm.Program(
     steps=dm.param("steps", 20_000),
     eval_every=500,
     eval_samples=2048,
-    target=0.01,
+    target=dm.param("target", 0.01, optional=True),
 )

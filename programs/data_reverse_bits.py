@@ -24,5 +24,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 16),
     steps=dm.param("steps", 2000),
     eval_every=200,
-    target=0.0,
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -26,5 +26,5 @@ program = dm.Program(
     batch_size=dm.param("batch_size", 16),
     steps=dm.param("steps", 1500),
     eval_every=250,
-    target=0.0,
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -21,5 +21,5 @@ program = dm.Program(
     batch_size=16,
     steps=30_000,
     eval_every=500,
-    target=0.1,
+    target=dm.param("target", 0.1, optional=True),
 )

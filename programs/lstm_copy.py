@@ -15,5 +15,5 @@ program = dm.Program(
     batch_size=16,
     steps=20_000,
     eval_every=500,
-    target=0.1,
+    target=dm.param("target", 0.1, optional=True),
 )

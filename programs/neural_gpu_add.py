@@ -69,5 +69,5 @@ program = dm.Program(
     eval_every=dm.param("eval_every", 200),
     eval_samples=128,
     checkpoint_every=200,
-    target=0.0,
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -28,5 +28,5 @@ program = dm.Program(
     steps=dm.param("steps", 10_000),
     eval_every=500,
     eval_samples=256,
-    target=0.0,
+    target=dm.param("target", 0.0, optional=True),
 )

@@ -6,7 +6,7 @@ Choices that make NTMs train reliably, from the literature:
 - Adam 1e-3 with gradient clipping, batch 16 (Collier & Beel used Adam 1e-3, batch 32, clip 50;
   clipping at 10 guards the early steps where the addressing is still diffuse);
 - lengths 1-20 mixed within each batch, padded: one compile for the whole run.
-Training stops early once fresh sequences average below 0.1 wrong bits (`--set target=-1`
+Training stops early once fresh sequences average below 0.1 wrong bits (`--set target=none`
 trains the whole budget, as for the paper's generalisation figure).
 """
 

@@ -27,5 +27,5 @@ program = dm.Program(
     batch_size=16,
     steps=dm.param("steps", 50_000),
     eval_every=dm.param("eval_every", 1000),
-    target=1.0,
+    target=dm.param("target", 1.0, optional=True),
 )
