@@ -187,10 +187,11 @@ def summary_table(summary: dict, title: str = "summary") -> Table:
         else:
             table.add_row(label, *(format(d[k], fmt) for k in ("median", "min", "q1", "q3", "max")))
     rate = summary["success_rate"]
-    table.caption = f"solved {summary['solved']}/{summary['seeds']} " + (
+    table.caption = (
+        f"solved {summary['solved']}/{summary['seeds']} "
         f"(success rate {rate:.0%}, {summary['main_metric']} <= {summary['target']})"
         if rate is not None
-        else "(the program has no target)"
+        else f"{summary['seeds']} seeds (the program has no target, so none counts as solved)"
     )
     return table
 

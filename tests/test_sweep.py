@@ -151,7 +151,7 @@ def test_seed_directories_work_with_eval_and_trace_and_the_cli_prints_the_summar
     out = tmp_path / "sw"
     result = runner.invoke(app, ["sweep", str(path), "--seeds", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "summary" in result.output and "solved 0/2" in result.output
+    assert "summary" in result.output and "2 seeds (the program has no target" in result.output
     assert "step 4  eval bit_errors  seed 0 " in result.output  # not a terminal: a line per eval
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["status"] == "done" and saved["seeds"] == [0, 1]
