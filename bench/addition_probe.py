@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from rich.table import Table
 
+from difmachine.tasks.binary import from_bits
+
 from .common import console, write_json
 
 HELP = "where a trained binary-addition model breaks (transport, carries) past its training"
@@ -39,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def operands(kind: str, k: int, rng: np.random.Generator) -> tuple[int, int]:
     """One ``(a, b)`` pair of ``kind`` with ``k``-bit operands."""
-    draw = lambda: int(rng.integers(0, 2**k))  # noqa: E731
+    draw = lambda: from_bits(rng.integers(0, 2, size=k))  # noqa: E731 (any k: Python ints)
     if kind == "random":
         return draw(), draw()
     if kind == "a=0":
