@@ -105,7 +105,7 @@ def run(args) -> int:
                     "error_beyond",
                     "inner_steps_in",
                     "inner_steps_beyond",
-                )  # fmt: skip
+                )
             },
         }
         summary[policy] = s
