@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from rich.table import Table
 
@@ -57,19 +56,20 @@ def operands(kind: str, k: int, rng: np.random.Generator) -> tuple[int, int]:
 def run(args) -> None:
     import difmachine as dm
     from difmachine.rundir import load_run
+    from difmachine.training import batch_outputs
 
     program, model, header = load_run(args.run, best=args.best)
     task = program.task
     if not isinstance(task, dm.BinaryAddition):
         raise SystemExit(f"{args.run}: its task is {type(task).__name__}, not BinaryAddition")
-    forward = jax.jit(jax.vmap(lambda x, m: model(x, m)[0]))
-    rng = np.random.default_rng(0)
+    forward = jax.jit(lambda batch: batch_outputs(model, batch)[0])
     rows = []
     for k in args.bits:
-        for kind in KINDS:
+        for i, kind in enumerate(KINDS):
+            rng = np.random.default_rng([k, i])  # a row's sums do not depend on the other rows
             examples = [task.operands(*operands(kind, k, rng), k) for _ in range(args.samples)]
             batch = task.encode(examples, task.size(k))
-            ys = np.asarray(forward(jnp.asarray(batch.inputs), jnp.asarray(batch.mask)))
+            ys = np.asarray(forward(batch))
             wrong = (ys.argmax(-1) != batch.targets.argmax(-1)) & (batch.loss_mask > 0)
             where = np.flatnonzero(wrong.any(0))
             rows.append(
