@@ -279,6 +279,9 @@ def _load_with(path: str | Path, overrides: dict[str, str] | None) -> tuple[Prog
     finally:
         unknown = set(_overrides) - _used
         _overrides.clear()
+    if "target" in unknown and (overrides or {})["target"].lower() == "none":
+        if program.target is None:  # `--set target=none` on a program that has no target
+            unknown.discard("target")
     if unknown:
         raise ProgramError(
             f"{path} has no parameter {', '.join(sorted(unknown))} (it reads: {', '.join(sorted(_used)) or 'none'})"

@@ -258,6 +258,11 @@ def test_program_parameters_with_set(tmp_path):
     assert load_program(copy, {"target": "0.25"}).target == 0.25
     one_line_error(invoke("show", copy, "--set", "target=low"), "target=low", "(or none)")
     one_line_error(invoke("show", path, "--set", "bits=none"), "expected a int like 3")
+    # `target=none` on a program without a target is the no-op it says; a fixed target refuses it
+    assert load_program(structure, {"target": "none"}).target is None
+    fixed = tmp_path / "fixed.py"
+    fixed.write_text(PARAM_PROGRAM.replace("steps=2,", "steps=2, target=0.5,"))
+    one_line_error(invoke("show", fixed, "--set", "target=none"), "no parameter target")
 
 
 SCHEDULED = """
