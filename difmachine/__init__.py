@@ -43,6 +43,7 @@ from .neural_gpu import CompiledNeuralGPU as CompiledNeuralGPU
 from .neural_gpu import NeuralGPU as NeuralGPU
 from .optim import clipped_adamax as clipped_adamax
 from .optim import gradient_noise as gradient_noise
+from .optim import plateau_cut as plateau_cut
 from .program import Program as Program
 from .program import build as build
 from .program import load_program as load_program

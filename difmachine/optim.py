@@ -21,6 +21,16 @@ GPU (their code, LUMII-Syslab/DNGPU, ``adamax.py``). Per entry, with ``v`` the r
 slowly later (0.9995 from about step 9,000). The per-entry clip replaces a global norm clip; the
 first step's gradients are clipped to ``±1e-4`` and ``v`` grows at most 20% a step, and without
 bias correction the first updates are small: a warm-up of its own.
+
+``plateau_cut(every=200, factor=0.7, min_scale=1/60)``: the same authors' learning-rate cut. Every
+``every`` updates it takes the mean task loss since its last check; when that mean and the one
+before it are both above the mean of the check before them (no progress in two checks), every
+later update is scaled by ``factor`` more, down to ``min_scale`` (their floor, the rate / 60).
+Chain it after the optimizer, ``optax.chain(clipped_adamax(lr), plateau_cut())``: the training
+step gives an optimizer that takes extra arguments (``optax.GradientTransformationExtraArgs``,
+which ``optax.chain`` makes) the batch's task loss as ``value``. ``optax.contrib.reduce_on_plateau``
+is close but compares with the best mean so far, and starts that best at ``inf``, which the
+training step's finite-state check would refuse.
 """
 
 from __future__ import annotations
@@ -108,4 +118,49 @@ def clipped_adamax(
     return optax.GradientTransformation(init, update)
 
 
-__all__ = ["gradient_noise", "clipped_adamax", "dngpu_beta2"]
+class PlateauCutState(NamedTuple):
+    count: jax.Array  # int32 []: updates since the last check
+    total: jax.Array  # float32 []: the sum of their losses
+    previous: jax.Array  # float32 [2]: the mean losses of the last two checks, older first
+    scale: jax.Array  # float32 []: the factor on every update
+
+
+def plateau_cut(every: int = 200, factor: float = 0.7, min_scale: float = 1 / 60):
+    """Freivalds & Liepins's cut of the learning rate on a plateau (see the module doc)."""
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"plateau_cut every must be a whole number of updates >= 1, got {every!r}")
+    if not 0 < factor < 1 or not 0 < min_scale <= 1:
+        raise ValueError(
+            f"plateau_cut factor and min_scale must be in (0, 1), got {factor!r}, {min_scale!r}"
+        )
+
+    def init(params):
+        del params
+        start = jnp.full((2,), 1e6, jnp.float32)  # the authors' start: no cut before 3 checks
+        return PlateauCutState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), start,
+                               jnp.ones((), jnp.float32))  # fmt: skip
+
+    def update(updates, state, params=None, *, value=None, **extra):
+        del params, extra
+        if value is None:
+            raise TypeError(
+                "plateau_cut needs the loss: chain it (optax.chain(optimizer, plateau_cut())) so "
+                "the training step passes value="
+            )
+        count = state.count + 1
+        total = state.total + jnp.asarray(value, jnp.float32)
+        check = count >= every
+        mean = total / count.astype(jnp.float32)
+        older, last = state.previous[0], state.previous[1]
+        cut = check & (older < jnp.minimum(last, mean))
+        scale = jnp.where(cut, jnp.maximum(state.scale * factor, min_scale), state.scale)
+        previous = jnp.where(check, jnp.stack([last, mean]), state.previous)
+        new = PlateauCutState(
+            jnp.where(check, 0, count), jnp.where(check, 0.0, total), previous, scale
+        )
+        return jax.tree.map(lambda u: (scale * u).astype(u.dtype), updates), new
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+__all__ = ["gradient_noise", "clipped_adamax", "dngpu_beta2", "plateau_cut"]

@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -201,7 +202,9 @@ def make_train_step(
     """``step(model, opt_state, batch, key=None) -> (model, opt_state, metrics)``, jit-compiled.
 
     ``key``: for a stochastic machine, the step's sampling key (:func:`sample_key`); each
-    example gets its own (``split``); ``reinforce`` says how the REINFORCE term is formed.
+    example gets its own (``split``); ``reinforce`` says how the REINFORCE term is formed. An
+    optimizer that takes extra arguments (``optax.GradientTransformationExtraArgs``, as
+    ``optax.chain`` makes) is given the batch's task loss as ``value``.
 
     A step whose loss, gradient, new parameters or new optimizer state are not finite is
     refused: the old parameters and optimizer state are kept and ``metrics["refused"]`` is 1
@@ -212,12 +215,16 @@ def make_train_step(
     host samples the next batch while the device computes (1.2x at batch 1, bench/FINDINGS.md).
     """
 
+    takes_value = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+
     @jax.jit
     def train_step(model, opt_state, batch, key=None):
         keys = example_keys(key, batch.inputs.shape[0])
         (total, metrics), grads = _gradients(model, task, batch, chunk, keys, reinforce)
         params = eqx.filter(model, eqx.is_array)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        # an optimizer taking extra arguments gets the task loss (dm.plateau_cut reads it)
+        extra = {"value": metrics["loss"]} if takes_value else {}
+        updates, new_opt_state = optimizer.update(grads, opt_state, params, **extra)
         new_model = eqx.apply_updates(model, updates)
         ok = jnp.isfinite(total) & _all_finite(grads)
         ok = ok & _all_finite(eqx.filter(new_model, eqx.is_array)) & _all_finite(new_opt_state)

@@ -16,9 +16,9 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
 - AdaMax after a global norm clip at 1, learning rate ``0.01 * 48 / channels`` along a cosine decay,
   no curriculum: lengths uniform in 1..20 bits, one length per batch.
 
-Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to one
-of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run for the
-batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
+Knobs (``--set name=value``): ``bins`` (false; true: the authors' batching, each batch padded to
+one of their lengths 8, 12, .., 41 and its examples of any length up to it, every example run for
+the batch's number of steps, ``freeze=false``), ``freeze`` and ``shorter`` (``freeze=false
 shorter=0.05``: 5% of each batch shorter numbers, padded, run for as many steps as the batch's
 longest, as the length bins of the authors' code hold 5% shorter examples), ``input_dropout`` (0;
 the authors drop the embedded input at the candidate's rate, 0.5 for addition), ``optimizer``
@@ -30,21 +30,23 @@ step), ``mean_loss`` (false: the cross-entropy summed over the positions; true: 
 authors' code does), ``accumulate`` (1; 9 with ``bins=true``: each update averages the gradients of
 9 batches, each of a random bin, close to the authors' step, which averages one batch of every bin),
 ``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
-``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``batch_size``, ``bits``,
+``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``plateau`` (false; true: the
+authors' cut instead of the cosine, the rate times 0.7 whenever the mean loss of 200 updates has not
+improved in two checks, down to the rate / 60: ``dm.plateau_cut``), ``batch_size``, ``bits``,
 ``steps``. What still differs from the authors' code (with ``bins=true shorter=0.05
-optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9``): the cosine decay (theirs cuts
-the rate on a plateau), bins drawn at random for the 9 batches of an update (theirs takes each bin
-once), the budget (their 20,000 updates would be 180,000 steps here), and a constant saturation
-weight. The defaults are the settings that learned fastest here: with ``optimizer=clipped
-input_dropout=0.5 freeze=false shorter=0.05`` (the authors' choices, before ``mean_loss``) two seeds
-were still 1% and 41% wrong at 20 bits after 10,000 steps. Evaluate far beyond the training lengths
-with ``difmachine eval RUN --lengths 20,50,100,200``. Measured here (README, "The improved Neural
-GPU"): exact on 20-bit sums after 4,600-6,800 steps in eight runs, but wrong on many sums of 25 bits
-and on every sum of 30 bits or more in all ten runs (two with ``bins=true shorter=0.05``). With the
-authors' loss too (``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true``)
-one of four seeds got 91% of 50-bit sums right and 6% at 100 bits; the other three had not learned
-in 10,000 steps. The mean loss alone learned fast and failed at 30 bits. ``python -m bench
-addition_probe RUN`` shows where a run breaks.
+optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9 plateau=true``): bins drawn at
+random for the 9 batches of an update (theirs takes each bin once), the budget (their 20,000 updates
+would be 180,000 steps here), and a constant saturation weight. The defaults are the settings that
+learned fastest here: with ``optimizer=clipped input_dropout=0.5 freeze=false shorter=0.05`` (the
+authors' choices, before ``mean_loss``) two seeds were still 1% and 41% wrong at 20 bits after
+10,000 steps. Evaluate far beyond the training lengths with ``difmachine eval RUN --lengths
+20,50,100,200``. Measured here (README, "The improved Neural GPU"): exact on 20-bit sums after
+4,600-6,800 steps in eight runs, but wrong on many sums of 25 bits and on every sum of 30 bits or
+more in all ten runs (two with ``bins=true shorter=0.05``). With the authors' loss too (``bins=true
+shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true``) one of four seeds got 91% of
+50-bit sums right and 6% at 100 bits; the other three had not learned in 10,000 steps. The mean loss
+alone learned fast and failed at 30 bits. ``python -m bench addition_probe RUN`` shows where a run
+breaks.
 """
 
 import optax
@@ -60,21 +62,26 @@ def bins(task_class, bits: int) -> tuple[int, ...]:
     return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
 
 
-def optimizer(name: str, lr, accumulate: int = 1):
+def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False):
     """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip
     against the running maximum, their schedule of ``b2``, no bias correction); ``adamax``:
     optax's AdaMax after a global norm clip at 1 (this program's optimizer before 2026-12-01).
-    ``accumulate > 1`` averages the gradients of that many batches into each update
-    (``optax.MultiSteps``): the schedules then count updates, not batches."""
+    ``plateau``: then the authors' cut of the rate when the loss stops falling
+    (:func:`difmachine.plateau_cut`). ``accumulate > 1`` averages the gradients of that many
+    batches into each update (``optax.MultiSteps``): the schedules then count updates, not
+    batches."""
     if name == "clipped":
         base = dm.clipped_adamax(lr)
     elif name == "adamax":
         base = optax.chain(optax.clip_by_global_norm(1.0), optax.adamax(lr))
     else:
         raise ValueError(f"dngpu optimizer must be 'clipped' or 'adamax', got {name!r}")
+    if plateau:
+        base = optax.chain(base, dm.plateau_cut())
     if accumulate == 1:
         return base
-    return optax.MultiSteps(base, every_k_schedule=accumulate).gradient_transformation()
+    steps = optax.MultiSteps(base, every_k_schedule=accumulate)  # passes `value` on to the cut
+    return optax.GradientTransformationExtraArgs(steps.init, steps.update)
 
 
 def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
@@ -92,6 +99,8 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
     if accumulate < 1:
         raise ValueError(f"--set accumulate={accumulate}: batches per update, at least 1")
     updates = max(steps // accumulate, 1)
+    plateau = dm.param("plateau", False)  # the authors' cut on a plateau instead of the cosine
+    cosine = dm.param("decay", True) and not plateau
     return dm.Program(
         machine=dm.NeuralGPU(
             width=1,
@@ -117,8 +126,9 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
         ),
         optimizer=optimizer(
             dm.param("optimizer", "adamax"),
-            optax.cosine_decay_schedule(lr, updates, alpha=0.03) if dm.param("decay", True) else lr,
+            optax.cosine_decay_schedule(lr, updates, alpha=0.03) if cosine else lr,
             accumulate,
+            plateau,
         ),
         batch_size=dm.param("batch_size", 32),
         steps=steps,

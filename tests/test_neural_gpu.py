@@ -30,6 +30,7 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
+from difmachine.optim import PlateauCutState
 from difmachine.program import ProgramError, load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
@@ -300,6 +301,41 @@ def test_clipped_adamax_follows_the_authors_update(rows, lr):
     eqx.tree_serialise_leaves(io.BytesIO(), state)
 
 
+def authors_plateau_scales(losses, every, factor=0.7, floor=1 / 60):
+    """The authors' trainer's rule, as written there: a list of checks' mean losses starting
+    with four of 1e6, and a cut when ``min(prev[-2:]) > min(prev[-3:])``."""
+    prev, scale, total, out = [1e6] * 4, 1.0, 0.0, []
+    for i, loss in enumerate(losses, start=1):
+        total += loss
+        if i % every == 0:
+            prev.append(total / every)
+            if min(prev[-2:]) > min(prev[-3:]):
+                scale = max(scale * factor, floor)
+            total = 0.0
+        out.append(scale)
+    return out
+
+
+_plateau = dm.plateau_cut(every=3, factor=0.5, min_scale=0.2)
+_plateau_update = jax.jit(_plateau.update)  # one compile for every example
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(0, 1), min_size=9, max_size=60))
+def test_plateau_cut_follows_the_authors_rule(losses):
+    """Against the authors' list-based rule: the update is the gradient times the scale after
+    each check. Losses of 0 or 1 make ties between checks common (a cut needs a strict rise),
+    and their float32 means order exactly as the reference's."""
+    want = authors_plateau_scales(losses, every=3, factor=0.5, floor=0.2)
+    state = _plateau.init({"w": jnp.zeros(2, jnp.float32)})
+    for loss, scale in zip(losses, want):
+        got, state = _plateau_update({"w": jnp.ones(2, jnp.float32)}, state, value=loss)
+        np.testing.assert_allclose(got["w"], [scale, scale], rtol=1e-6)
+    assert np.isfinite(state.previous).all()  # the training step refuses a non-finite state
+    with pytest.raises(TypeError, match="needs the loss"):
+        _plateau.update({"w": jnp.ones(2)}, state)
+
+
 # -- the tasks ----------------------------------------------------------------------------------
 
 
@@ -472,7 +508,8 @@ def test_hand_built_operands_encode_as_sampled_sums_do(k, data):
 
 def test_accumulate_averages_that_many_batches_into_each_update():
     root = Path(__file__).resolve().parents[1] / "programs" / "dngpu_add.py"
-    program = load_program(root, {"accumulate": "3", "bits": "2", "channels": "4"})
+    settings = {"accumulate": "3", "bits": "2", "channels": "4", "plateau": "true"}
+    program = load_program(root, settings)
     model = dm.build(program)
     step = train_mod.make_train_step(program.task, program.optimizer)
     opt_state = program.optimizer.init(eqx.filter(model, eqx.is_array))
@@ -485,6 +522,10 @@ def test_accumulate_averages_that_many_batches_into_each_update():
         changed.append(any(not np.array_equal(a, b) for a, b in leaves))
         model = new
     assert changed == [False, False, True, False, False, True]
+    # the loss reaches the plateau cut inside the accumulation: it saw the 2 updates
+    is_cut = lambda x: isinstance(x, PlateauCutState)
+    (cut,) = [x for x in jax.tree.leaves(opt_state, is_leaf=is_cut) if is_cut(x)]
+    assert int(cut.count) == 2 and float(cut.total) > 0
     with pytest.raises(ProgramError, match="accumulate=0"):
         load_program(root, {"accumulate": "0"})
 
