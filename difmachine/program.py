@@ -35,6 +35,12 @@ class Program:
     - ``optimizer``: an optax transformation (include clipping in it, e.g. ``optax.chain``).
     - ``batch_size``, ``steps``, ``seed``: training budget and reproducibility.
     - ``eval_every``, ``eval_samples``: periodic evaluation on fresh data.
+    - ``select_length``: for length generalisation, the length (as ``eval --lengths`` counts it)
+      whose evaluation picks ``best.eqx``. Each periodic evaluation then also scores
+      ``eval_samples`` fresh sequences of that length (logged as ``select/<metric>``), and the
+      best checkpoint is the one with the lowest main metric there (ties: the training mix's
+      main metric, then its loss). ``None`` (the default): the training mix picks it. Training
+      and ``target`` still see only the training mix.
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on
       Ctrl-C).
     - ``target``: stop early once the evaluated main metric is at or below this value; ``None``
@@ -74,6 +80,7 @@ class Program:
     checkpoint_every: int = 500
     log_every: int = 10
     target: float | None = None
+    select_length: int | None = None
     remat: bool | None = None
     chunk: int | None = None
     reinforce: Reinforce | None = None
@@ -113,6 +120,7 @@ class Program:
             for name in ("checkpoint_every", "log_every"):
                 check_count("Program", name, getattr(self, name))
             check_count("Program", "chunk", self.chunk, optional=True)
+            check_count("Program", "select_length", self.select_length, optional=True)
             check_count("Program", "seed", self.seed, least=0)
         except ValueError as e:
             raise ProgramError(str(e)) from None
@@ -190,6 +198,7 @@ class Program:
             "eval_every": self.eval_every,
             "eval_samples": self.eval_samples,
             "target": self.target,
+            "select_length": self.select_length,
             "remat": self.remat,
             "chunk": self.chunk,
             "overrides": self.overrides,

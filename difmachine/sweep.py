@@ -363,6 +363,12 @@ def sweep(
                     f"--init {init}: {source} holds no trained run to start seed {s} from"
                 )
     processes = processes or init is not None  # each seed loads its own start
+    if program.select_length is not None and not processes:  # the vmapped loop has no such eval
+        console.print(
+            f"[yellow]the program picks its best checkpoints at length {program.select_length} "
+            "(select_length): running the seeds as processes"
+        )
+        processes = True
     mode = "processes" if processes else "vmap"
     per_seed = {int(k): v for k, v in previous.get("records", {}).items()}
     records = [read_seed(seed_dir(out, s), program.replace(seed=s), per_seed.get(s)) for s in seeds]

@@ -369,17 +369,24 @@ def _advance(task, sampler, curriculum: dict, fetched: list, main: str, step: in
     return sampler
 
 
-def better(ev: dict, best: dict | None, main: str) -> bool:
+SELECT_PREFIX = "select/"  # Program.select_length's evaluation, in logs and best.eqx's header
+
+
+def better(ev: dict, best: dict | None, main: str, select: bool = False) -> bool:
     """Whether evaluation ``ev`` beats ``best`` (``None``: nothing yet): a lower main metric,
     or the same with a lower loss. Without the tie-break a run that reaches 0 errors early keeps
     that first checkpoint as its best however much it improves after (a Neural GPU at 0 errors
     of 128 additions at steps 4,600 and 10,000 was 10% wrong on fresh 20-bit sums at 4,600 and
-    right on all of them at 10,000)."""
-    if best is None or best.get(main) is None:
+    right on all of them at 10,000). ``select``: the main metric at ``Program.select_length``
+    (``select/<main>``) comes first."""
+    keys = ([SELECT_PREFIX + main] if select else []) + [main, "loss"]
+    if best is None or best.get(keys[0]) is None:
         return True
-    if ev[main] != best[main]:
-        return ev[main] < best[main]
-    return ev.get("loss", math.inf) < best.get("loss", math.inf)
+    for key in keys:
+        mine, theirs = ev.get(key, math.inf), best.get(key, math.inf)
+        if mine != theirs:
+            return mine < theirs
+    return False
 
 
 def train(
@@ -698,10 +705,25 @@ def _train(
                         eval_step=eval_step,
                         place=place_eval,
                     )
-                    record(eval_record(step, time.time(), ev))
-                    progress.console.print(f"step {step:>6}  eval  {_fmt(ev)}")
+                    shown = f"step {step:>6}  eval  {_fmt(ev)}"
+                    selected = {}
+                    if program.select_length is not None:  # the length that picks best.eqx
+                        at = evaluate(
+                            model,
+                            task,
+                            samples=program.eval_samples,
+                            seed=program.seed + step,
+                            length=program.select_length,
+                            eval_step=eval_step,
+                            place=place_eval,
+                        )
+                        selected = {SELECT_PREFIX + k: v for k, v in at.items()}
+                        shown += f"  length {program.select_length}: {main} {at[main]:.4g}"
+                    record({**eval_record(step, time.time(), ev), **selected})
+                    ev = {**ev, **selected}  # best.eqx's header keeps both
+                    progress.console.print(shown)
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
-                    improved = better(ev, best_eval, main)
+                    improved = better(ev, best_eval, main, program.select_length is not None)
                     reached = program.target is not None and ev[main] <= program.target
                     if improved or reached:
                         save(step)  # the checkpoint first: a kill between leaves both at step
@@ -732,11 +754,13 @@ def _train(
                 f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
             )
     else:
-        final = last.get(f"eval_{main}")
-        best = (best_eval or {}).get(main)
+        key = main if program.select_length is None else SELECT_PREFIX + main
+        final = last.get(f"eval_{key}")
+        best = (best_eval or {}).get(key)
         if best is not None and final is not None and final > best:
+            where = "" if program.select_length is None else f" at length {program.select_length}"
             console.print(
-                f"[yellow]the last evaluation ({main} {final:.4g}) is worse than step "
+                f"[yellow]the last evaluation ({main} {final:.4g}{where}) is worse than step "
                 f"{best_step}'s ({best:.4g}), kept in {best_path}: use it with "
                 f"`difmachine eval {run_dir} --best`"
             )

@@ -33,7 +33,8 @@ authors' code does), ``accumulate`` (1; 9 with ``bins=true``: each update averag
 ``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``plateau`` (false; true: the
 authors' cut instead of the cosine, the rate times 0.7 whenever the mean loss of 200 updates has not
 improved in two checks, down to the rate / 60: ``dm.plateau_cut``), ``batch_size``, ``bits``,
-``steps``. What still differs from the authors' code (with ``bins=true shorter=0.05
+``steps``, ``select`` (0; e.g. 50: ``best.eqx`` is the checkpoint with the fewest wrong 50-bit sums,
+``Program.select_length``). What still differs from the authors' code (with ``bins=true shorter=0.05
 optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9 plateau=true``): bins drawn at
 random for the 9 batches of an update (theirs takes each bin once), the budget (their 20,000 updates
 would be 180,000 steps here), and a constant saturation weight. The defaults are the settings that
@@ -135,6 +136,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
         eval_every=dm.param("eval_every", 200),
         eval_samples=128,
         checkpoint_every=200,
+        select_length=dm.param("select", 0) or None,  # trained on <= `bits`, picked at this length
         target=None,  # the whole budget: a run stopped at its first perfect evaluation of the
         # training mix (0 of 128 wrong, at step 4,600 of 10,000) was 10% wrong at 20 bits and
         # wrong on every sequence of 50 bits

@@ -1,4 +1,5 @@
 import io
+import json
 import os
 
 import equinox as eqx
@@ -275,12 +276,47 @@ def test_a_bad_chunk_is_refused(tmp_path, chunk):
     b=st.sampled_from([0.0, 0.25, 0.5]),
     la=st.floats(0, 10),
     lb=st.floats(0, 10),
+    sa=st.sampled_from([0.0, 0.5]),
+    sb=st.sampled_from([0.0, 0.5]),
 )
-def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(a, b, la, lb):
+def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(a, b, la, lb, sa, sb):
     new, old = {"errors": a, "loss": la}, {"errors": b, "loss": lb}
     assert better(new, None, "errors") and better(new, {"loss": 1.0}, "errors")
     assert better(new, old, "errors") == ((a, la) < (b, lb))
     assert not better(old, old, "errors")  # an equal evaluation does not replace the best
+    # with a selection length its main metric comes first
+    new, old = {**new, "select/errors": sa}, {**old, "select/errors": sb}
+    assert better(new, old, "errors", select=True) == ((sa, a, la) < (sb, b, lb))
+    assert better(new, {"errors": 0.0}, "errors", select=True)  # a best from before selecting
+
+
+def test_select_length_picks_the_best_checkpoint_on_longer_sequences(tmp_path, monkeypatch):
+    """With Program(select_length=L) each evaluation also scores length L, logs it as select/*,
+    and best.eqx follows it, even where the training mix ties."""
+    import difmachine.training as training
+
+    program = dm.load_program(write_program(tmp_path / "p.py", steps=20))
+    program = program.replace(select_length=5)
+    mix, longer = {10: 0.0, 20: 0.0}, {10: 0.25, 20: 0.5}
+    real = training.evaluate
+
+    def scripted(model, task, **kwargs):
+        step = kwargs["seed"] - program.seed
+        scores = mix if kwargs.get("length") is None else longer
+        assert kwargs.get("length") in (None, 5)
+        return {**real(model, task, **kwargs), task.main_metric: scores[step]}
+
+    monkeypatch.setattr(training, "evaluate", scripted)
+    out = io.StringIO()
+    train(program, tmp_path / "run", console=Console(file=out, width=200))
+    header = checkpoint.read_header(tmp_path / "run" / training.BEST)
+    main = program.task.main_metric
+    assert header["step"] == 10 and header["eval"][f"select/{main}"] == 0.25
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r[f"select/{main}"] for r in rows if f"select/{main}" in r] == [0.25, 0.5]
+    assert "length 5" in out.getvalue() and "worse than step 10's" in out.getvalue()
+    with pytest.raises(dm.ProgramError, match="select_length must be a positive integer"):
+        program.replace(select_length=0)
 
 
 LINEAR_START = """
