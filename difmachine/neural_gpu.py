@@ -383,6 +383,11 @@ class NeuralGPU(AbstractMachine):
         }
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 layer``, ``2 layers``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 # -- the compiled machine -----------------------------------------------------------------------
 
 
@@ -537,7 +542,9 @@ class CompiledNeuralGPU(AbstractCompiledMachine):
 
         return {
             "embedding": count(p["embed"]),
-            f"CGRUs ({s.relax} copies x {s.layers} layers)": count(p["cgru"]),
+            f"CGRUs ({_count(s.relax, 'copy', 'copies')} x {_count(s.layers, 'layer')})": count(
+                p["cgru"]
+            ),
             "output projection": count(p["W_o"]) + count(p["b_o"]),
         }
 
