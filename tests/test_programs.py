@@ -27,6 +27,18 @@ SAME_MACHINE = {"ham_add", "ham_merge", "ham_search", "ham_sort"}
 # the improved Neural GPU: its options are tested cell by cell in tests/test_neural_gpu.py and the
 # machine kind trains through the CLI there; a smoke run would compile one step per length
 SAME_MACHINE |= {"dngpu_add", "dngpu_mul", "dngpu_reverse"}
+# the LSTM baselines: a device-free Machine trains in lstm_copy's smoke run, and each of these
+# tasks trains in its NTM or DNC program's, so here they are built and given a batch (keeps the
+# suite under 10 minutes on 2 cores)
+SAME_MACHINE |= {
+    "lstm_associative_recall",
+    "lstm_babi",
+    "lstm_binary_addition",
+    "lstm_copy_symbols",
+    "lstm_graph_traversal",
+    "lstm_repeat_copy",
+    "lstm_reverse",
+}
 
 
 @pytest.mark.parametrize(
