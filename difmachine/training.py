@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -372,6 +373,11 @@ def _advance(task, sampler, curriculum: dict, fetched: list, main: str, step: in
 SELECT_PREFIX = "select/"  # Program.select_length's evaluation, in logs and best.eqx's header
 
 
+def ranking(main: str, select: bool = False) -> list[str]:
+    """The evaluation keys that order checkpoints (:func:`better`), the first one first."""
+    return ([SELECT_PREFIX + main] if select else []) + [main, "loss"]
+
+
 def better(ev: dict, best: dict | None, main: str, select: bool = False) -> bool:
     """Whether evaluation ``ev`` beats ``best`` (``None``: nothing yet): a lower main metric,
     or the same with a lower loss. Without the tie-break a run that reaches 0 errors early keeps
@@ -379,7 +385,7 @@ def better(ev: dict, best: dict | None, main: str, select: bool = False) -> bool
     of 128 additions at steps 4,600 and 10,000 was 10% wrong on fresh 20-bit sums at 4,600 and
     right on all of them at 10,000). ``select``: the main metric at ``Program.select_length``
     (``select/<main>``) comes first."""
-    keys = ([SELECT_PREFIX + main] if select else []) + [main, "loss"]
+    keys = ranking(main, select)
     if best is None or best.get(keys[0]) is None:
         return True
     for key in keys:
@@ -619,6 +625,7 @@ def _train(
     stochastic = model.stochastic()
     eval_step = make_eval_step(task)
     main = task.main_metric
+    selecting = program.select_length is not None  # best.eqx picked at that length
     step, refused, streak, last, solved = start, 0, 0, {}, False
     sampler = task if curriculum is None else task.at_level(curriculum["level"])
     pending: list = []
@@ -697,7 +704,8 @@ def _train(
                         )
                 saved = False
                 if step % program.eval_every == 0 or step == program.steps:
-                    ev = evaluate(
+                    score = functools.partial(
+                        evaluate,
                         model,
                         task,
                         samples=program.eval_samples,
@@ -705,25 +713,18 @@ def _train(
                         eval_step=eval_step,
                         place=place_eval,
                     )
+                    ev = score()
                     shown = f"step {step:>6}  eval  {_fmt(ev)}"
                     selected = {}
-                    if program.select_length is not None:  # the length that picks best.eqx
-                        at = evaluate(
-                            model,
-                            task,
-                            samples=program.eval_samples,
-                            seed=program.seed + step,
-                            length=program.select_length,
-                            eval_step=eval_step,
-                            place=place_eval,
-                        )
+                    if selecting:
+                        at = score(length=program.select_length)
                         selected = {SELECT_PREFIX + k: v for k, v in at.items()}
                         shown += f"  length {program.select_length}: {main} {at[main]:.4g}"
                     record({**eval_record(step, time.time(), ev), **selected})
                     ev = {**ev, **selected}  # best.eqx's header keeps both
                     progress.console.print(shown)
                     last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
-                    improved = better(ev, best_eval, main, program.select_length is not None)
+                    improved = better(ev, best_eval, main, selecting)
                     reached = program.target is not None and ev[main] <= program.target
                     if improved or reached:
                         save(step)  # the checkpoint first: a kill between leaves both at step
@@ -754,11 +755,11 @@ def _train(
                 f"[yellow]interrupted: saved step {step} to {ckpt_path}; continue with --resume"
             )
     else:
-        key = main if program.select_length is None else SELECT_PREFIX + main
+        key = ranking(main, selecting)[0]
         final = last.get(f"eval_{key}")
         best = (best_eval or {}).get(key)
         if best is not None and final is not None and final > best:
-            where = "" if program.select_length is None else f" at length {program.select_length}"
+            where = f" at length {program.select_length}" if selecting else ""
             console.print(
                 f"[yellow]the last evaluation ({main} {final:.4g}{where}) is worse than step "
                 f"{best_step}'s ({best:.4g}), kept in {best_path}: use it with "
