@@ -278,15 +278,20 @@ def test_a_bad_chunk_is_refused(tmp_path, chunk):
     lb=st.floats(0, 10),
     sa=st.sampled_from([0.0, 0.5]),
     sb=st.sampled_from([0.0, 0.5]),
+    sla=st.sampled_from([0.1, 0.2]),
+    slb=st.sampled_from([0.1, 0.2]),
 )
-def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(a, b, la, lb, sa, sb):
+def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(
+    a, b, la, lb, sa, sb, sla, slb
+):
     new, old = {"errors": a, "loss": la}, {"errors": b, "loss": lb}
     assert better(new, None, "errors") and better(new, {"loss": 1.0}, "errors")
     assert better(new, old, "errors") == ((a, la) < (b, lb))
     assert not better(old, old, "errors")  # an equal evaluation does not replace the best
-    # with a selection length its main metric comes first
-    new, old = {**new, "select/errors": sa}, {**old, "select/errors": sb}
-    assert better(new, old, "errors", select=True) == ((sa, a, la) < (sb, b, lb))
+    # with a selection length its main metric, then its loss, come first
+    new = {**new, "select/errors": sa, "select/loss": sla}
+    old = {**old, "select/errors": sb, "select/loss": slb}
+    assert better(new, old, "errors", select=True) == ((sa, sla, a, la) < (sb, slb, b, lb))
     assert better(new, {"errors": 0.0}, "errors", select=True)  # a best from before selecting
 
 
