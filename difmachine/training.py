@@ -513,6 +513,9 @@ def _train(
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     task, optimizer = program.task, program.optimizer
+    if program.select_length is not None:  # a data task without that length says so now,
+        held = task.evaluation_batches(1, 1, program.seed, length=program.select_length)
+        next(iter(held or ()), None)  # not at the first evaluation
 
     if main_process:
         if not os.access(run_dir, os.W_OK | os.X_OK):

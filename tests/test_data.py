@@ -240,6 +240,12 @@ def test_a_data_program_trains_evaluates_and_traces_through_the_cli(tmp_path, mo
     write_bits(elsewhere / "wide.jsonl", *bit_examples(n=3, width=5))
     one_line_error(invoke("eval", out, "--data", "wide.jsonl"), "trained on 3")
     one_line_error(invoke("eval", out, "--split", "test"), "'validation' or 'train'")
+    picked = program.with_name("picked.py")
+    picked.write_text(program.read_text().replace("log_every=2", "log_every=2, select_length=9"))
+    one_line_error(  # before the first step, not at the first evaluation
+        invoke("run", picked, "--out", tmp_path / "picked"), "has length 9 (lengths present:"
+    )
+    assert not (tmp_path / "picked" / "metrics.jsonl").exists()
 
 
 def test_the_shipped_data_programs_read_their_files():
