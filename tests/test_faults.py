@@ -145,7 +145,13 @@ def test_signals_and_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, m
         return original(self, *args)
 
     monkeypatch.setattr(task_type, "sample", interrupted_by_a_signal)
-    result = train(program, out, resume=True, console=quiet())
+    # a suite started in the background (`pytest &` in a script) inherits SIGINT ignored, and
+    # Python then installs no handler: the signal would be lost and the run go on for 100k steps
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = train(program, out, resume=True, console=quiet())
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     monkeypatch.setattr(task_type, "sample", original)
     assert result.interrupted and result.signal == signal.SIGINT
     assert not list(out.glob(".*.tmp")), seed
