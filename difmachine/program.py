@@ -38,8 +38,8 @@ class Program:
     - ``select_length``: for length generalisation, the length (as ``eval --lengths`` counts it)
       whose evaluation picks ``best.eqx``. Each periodic evaluation then also scores
       ``eval_samples`` fresh sequences of that length (logged as ``select/<metric>``), and the best
-      checkpoint is the one with the lowest main metric there (ties: the lower loss there, then the
-      training mix's main metric and loss). ``None`` (the default): the training mix picks it.
+      checkpoint is the one with the lowest main metric there (ties: the training mix's main metric,
+      the loss there, the mix's loss). ``None`` (the default): the training mix picks it.
       Training and ``target`` still see only the training mix.
     - ``checkpoint_every``: steps between atomic checkpoints (also written at the end and on
       Ctrl-C).

@@ -34,20 +34,20 @@ authors' code does), ``accumulate`` (1; 9 with ``bins=true``: each update averag
 authors' cut instead of the cosine, the rate times 0.7 whenever the mean loss of 200 updates has not
 improved in two checks, down to the rate / 60: ``dm.plateau_cut``), ``batch_size``, ``bits``,
 ``steps``, ``select`` (0; e.g. 50: ``best.eqx`` is the checkpoint with the fewest wrong 50-bit sums,
-then the lowest loss on them, ``Program.select_length``). What still differs from the authors' code
-(with ``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9
-plateau=true``): bins drawn at random for the 9 batches of an update (theirs takes each bin once),
-the budget (their 20,000 updates would be 180,000 steps here), and a constant saturation weight. The
-defaults are the settings that learned fastest here: with ``optimizer=clipped input_dropout=0.5
-freeze=false shorter=0.05`` (the authors' choices, before ``mean_loss``) two seeds were still 1% and
-41% wrong at 20 bits after 10,000 steps. Evaluate far beyond the training lengths with ``difmachine
-eval RUN --lengths 20,50,100,200``. Measured here (README, "The improved Neural GPU"): exact on
-20-bit sums after 4,600-6,800 steps in eight runs, but wrong on many sums of 25 bits and on every
-sum of 30 bits or more in all ten runs (two with ``bins=true shorter=0.05``). With the authors' loss
-too (``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true``) one of four
-seeds got 91% of 50-bit sums right and 6% at 100 bits; the other three had not learned in 10,000
-steps. The mean loss alone learned fast and failed at 30 bits. ``python -m bench addition_probe
-RUN`` shows where a run breaks.
+ties as ``Program.select_length`` says). What still differs from the authors' code (with ``bins=true
+shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9 plateau=true``): bins
+drawn at random for the 9 batches of an update (theirs takes each bin once), the budget (their
+20,000 updates would be 180,000 steps here), and a constant saturation weight. The defaults are the
+settings that learned fastest here: with ``optimizer=clipped input_dropout=0.5 freeze=false
+shorter=0.05`` (the authors' choices, before ``mean_loss``) two seeds were still 1% and 41% wrong at
+20 bits after 10,000 steps. Evaluate far beyond the training lengths with ``difmachine eval RUN
+--lengths 20,50,100,200``. Measured here (README, "The improved Neural GPU"): exact on 20-bit sums
+after 4,600-6,800 steps in eight runs, but wrong on many sums of 25 bits and on every sum of 30 bits
+or more in all ten runs (two with ``bins=true shorter=0.05``). With the authors' loss too
+(``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true``) one of four seeds
+got 91% of 50-bit sums right and 6% at 100 bits; the other three had not learned in 10,000 steps.
+The mean loss alone learned fast and failed at 30 bits. ``python -m bench addition_probe RUN`` shows
+where a run breaks.
 """
 
 import optax

@@ -288,10 +288,10 @@ def test_the_best_checkpoint_is_the_lower_metric_then_the_lower_loss(
     assert better(new, None, "errors") and better(new, {"loss": 1.0}, "errors")
     assert better(new, old, "errors") == ((a, la) < (b, lb))
     assert not better(old, old, "errors")  # an equal evaluation does not replace the best
-    # with a selection length its main metric, then its loss, come first
+    # with a selection length: its main metric, the mix's, its loss, the mix's
     new = {**new, "select/errors": sa, "select/loss": sla}
     old = {**old, "select/errors": sb, "select/loss": slb}
-    assert better(new, old, "errors", select=True) == ((sa, sla, a, la) < (sb, slb, b, lb))
+    assert better(new, old, "errors", select=True) == ((sa, a, sla, la) < (sb, b, slb, lb))
     assert better(new, {"errors": 0.0}, "errors", select=True)  # a best from before selecting
 
 
