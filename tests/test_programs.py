@@ -27,14 +27,14 @@ SAME_MACHINE = {"ham_add", "ham_merge", "ham_search", "ham_sort"}
 # the improved Neural GPU: its options are tested cell by cell in tests/test_neural_gpu.py and the
 # machine kind trains through the CLI there; a smoke run would compile one step per length
 SAME_MACHINE |= {"dngpu_add", "dngpu_mul", "dngpu_reverse"}
-# the LSTM baselines: a device-free Machine trains in lstm_copy's smoke run, and each of these
-# tasks trains in its NTM or DNC program's, so here they are built and given a batch (keeps the
-# suite under 10 minutes on 2 cores)
 # the NTM in the paper's priority-sort size (5 heads, 2x100) and the NTM under ACT: ntm_copy's
 # smoke run trains the NTM, act_parity's ACT, tests/test_halting.py checks an NTM under ACT
 # (gradients, padding, vmap) and tests/test_tasks_graves.py the priority sort task; their smoke
 # runs took 14 s and 10 s in CI
 SAME_MACHINE |= {"ntm_priority_sort", "ntm_act_copy"}
+# the LSTM baselines: a device-free Machine trains in lstm_copy's smoke run, and each of these
+# tasks trains in its NTM or DNC program's, so here they are built and given a batch (keeps the
+# suite under 10 minutes on 2 cores)
 SAME_MACHINE |= {
     "lstm_associative_recall",
     "lstm_babi",
