@@ -518,7 +518,8 @@ def _train(
     main_process = parallel is None or parallel.is_main
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     task, optimizer = program.task, program.optimizer
-    if program.select_length is not None:  # a data task without that length says so now,
+    selecting = program.select_length is not None  # best.eqx picked at that length
+    if selecting:  # a data task without that length says so now,
         held = task.evaluation_batches(1, 1, program.seed, length=program.select_length)
         next(iter(held or ()), None)  # not at the first evaluation
 
@@ -636,7 +637,6 @@ def _train(
     stochastic = model.stochastic()
     eval_step = make_eval_step(task)
     main = task.main_metric
-    selecting = program.select_length is not None  # best.eqx picked at that length
     step, refused, streak, last, solved = start, 0, 0, {}, False
     sampler = task if curriculum is None else task.at_level(curriculum["level"])
     pending: list = []
