@@ -41,6 +41,7 @@ from .machine import CompiledMachine as CompiledMachine
 from .machine import Machine as Machine
 from .neural_gpu import CompiledNeuralGPU as CompiledNeuralGPU
 from .neural_gpu import NeuralGPU as NeuralGPU
+from .optim import adaptive_weight as adaptive_weight
 from .optim import clipped_adamax as clipped_adamax
 from .optim import gradient_noise as gradient_noise
 from .optim import plateau_cut as plateau_cut

@@ -31,12 +31,26 @@ step gives an optimizer that takes extra arguments (``optax.GradientTransformati
 which ``optax.chain`` makes) the batch's task loss as ``value``. ``optax.contrib.reduce_on_plateau``
 is close but compares with the best mean so far, and starts that best at ``inf``, which the
 training step's finite-state check would refuse.
+
+``adaptive_weight(loss, rate, every=200, low=1e-20, high=1.0)``: the same authors' weight on
+their saturation cost, which follows the task loss. The machine's auxiliary loss named ``loss``
+(e.g. a ``NeuralGPU``'s ``"saturation"``, already times the machine's own weight ``w0``) enters
+the training loss times a factor ``f`` (1 at the start); every ``every`` updates ``f`` becomes
+``clip(rate * s * mean task loss / mean term, low, high)``, the means over those updates, the term
+before ``f``, and ``s`` the scale of a :func:`plateau_cut` in the same optimizer (1 without one),
+so ``rate * s`` is the current learning rate. The weighted term is then kept near that fraction
+of the task loss: the authors' ``w = clip(lr * loss / raw saturation, 1e-20, 1e-3)`` with their
+``1e-3`` as the machine's ``w0`` and ``high=1``. The training step finds the factor in the
+optimizer's state, weighs the term with it, gives the optimizer the unweighted terms as
+``losses`` and the cut's scale as ``lr_scale``, and logs ``weight/<loss>`` (``f``); updates
+pass through unchanged.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -163,4 +177,86 @@ def plateau_cut(every: int = 200, factor: float = 0.7, min_scale: float = 1 / 60
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-__all__ = ["gradient_noise", "clipped_adamax", "dngpu_beta2", "plateau_cut"]
+class AdaptiveWeightState(eqx.Module):
+    loss: str = eqx.field(static=True)  # the auxiliary loss it weighs (static: in the treedef)
+    count: jax.Array  # int32 []: updates since the last check
+    total_loss: jax.Array  # float32 []: the sum of their task losses
+    total_term: jax.Array  # float32 []: the sum of their unweighted terms
+    factor: jax.Array  # float32 []: the factor on the term
+
+
+def adaptive_weight(
+    loss: str, rate: float, every: int = 200, low: float = 1e-20, high: float = 1.0
+) -> optax.GradientTransformationExtraArgs:
+    """Freivalds & Liepins's weight on an auxiliary loss that follows the task loss (see the
+    module doc)."""
+    if not isinstance(loss, str) or not loss:
+        raise ValueError(f"adaptive_weight loss must name an auxiliary loss, got {loss!r}")
+    if not isinstance(rate, (int, float)) or rate <= 0:
+        raise ValueError(f"adaptive_weight rate must be positive (the learning rate), got {rate!r}")
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(
+            f"adaptive_weight every must be a whole number of updates >= 1, got {every!r}"
+        )
+    if not 0 < low <= high:
+        raise ValueError(f"adaptive_weight needs 0 < low <= high, got {low!r}, {high!r}")
+
+    def init(params):
+        del params
+        zero = jnp.zeros((), jnp.float32)
+        return AdaptiveWeightState(
+            loss, jnp.zeros((), jnp.int32), zero, zero, jnp.ones((), jnp.float32)
+        )
+
+    def update(updates, state, params=None, *, value=None, losses=None, lr_scale=1.0, **extra):
+        del params, extra
+        if value is None or losses is None or loss not in losses:
+            raise TypeError(
+                f"adaptive_weight({loss!r}) needs the task loss and the machine's {loss!r} term: "
+                "chain it (optax.chain(optimizer, adaptive_weight(...))) and train a machine "
+                f"whose aux losses include {loss!r}"
+            )
+        count = state.count + 1
+        total_loss = state.total_loss + jnp.asarray(value, jnp.float32)
+        total_term = state.total_term + jnp.asarray(losses[loss], jnp.float32)
+        check = count >= every
+        target = rate * jnp.asarray(lr_scale, jnp.float32) * total_loss / (total_term + 1e-30)
+        factor = jnp.where(check, jnp.clip(target, low, high), state.factor)
+        new = AdaptiveWeightState(
+            loss,
+            jnp.where(check, 0, count),
+            jnp.where(check, 0.0, total_loss),
+            jnp.where(check, 0.0, total_term),
+            factor.astype(jnp.float32),
+        )
+        return updates, new
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def is_weight_state(x) -> bool:
+    return isinstance(x, AdaptiveWeightState)
+
+
+def loss_weights(opt_state) -> dict[str, jax.Array]:
+    """The factors of the :func:`adaptive_weight` transformations in an optimizer's state."""
+    states = jax.tree.leaves(opt_state, is_leaf=is_weight_state)
+    return {s.loss: s.factor for s in states if is_weight_state(s)}
+
+
+def learning_rate_scale(opt_state) -> jax.Array | None:
+    """The scale of the :func:`plateau_cut` in an optimizer's state (``None``: there is none)."""
+    cut = lambda x: isinstance(x, PlateauCutState)
+    scales = [s.scale for s in jax.tree.leaves(opt_state, is_leaf=cut) if cut(s)]
+    return scales[0] if scales else None
+
+
+__all__ = [
+    "gradient_noise",
+    "clipped_adamax",
+    "dngpu_beta2",
+    "plateau_cut",
+    "adaptive_weight",
+    "loss_weights",
+    "learning_rate_scale",
+]

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import checkpoint
 from .errors import DifmachineError
+from .optim import learning_rate_scale, loss_weights
 from .parallel import DataParallel
 from .program import Program, build
 from .rundir import (
@@ -45,14 +46,17 @@ def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step])
 
 
-def _gradients(model, task, batch, chunk: int | None = None, keys=None, reinforce=None):
-    """``((total, metrics), grads)`` of the batch mean loss. With ``chunk``, a batch of several
+def _gradients(
+    model, task, batch, chunk: int | None = None, keys=None, reinforce=None, weights=None
+):
+    """``((total, metrics), grads)`` of the batch mean loss (``weights``: factors on auxiliary
+    losses, :func:`difmachine.adaptive_weight`). With ``chunk``, a batch of several
     chunks runs forward and backward one chunk at a time (``lax.map``) and averages the chunks'
     gradients, which is the same mean: each chunk's working set then stays in cache through its
     backward pass (bench/FINDINGS.md, item 8)."""
     size = batch.inputs.shape[0]
     if chunk is None or size <= chunk or size % chunk:
-        return _value_and_grad(model, task, batch, keys, reinforce)
+        return _value_and_grad(model, task, batch, keys, reinforce, weights)
     # chunk j holds examples j, j + n, j + 2n, ...: split over devices along the batch, every
     # device then holds its own share of every chunk and the loop over chunks needs no exchange
     n = size // chunk
@@ -60,12 +64,12 @@ def _gradients(model, task, batch, chunk: int | None = None, keys=None, reinforc
         lambda x: jnp.swapaxes(x.reshape(chunk, n, *x.shape[1:]), 0, 1), (batch, keys)
     )
     per_chunk = jax.lax.map(
-        lambda chunk: _value_and_grad(model, task, chunk[0], chunk[1], reinforce), chunks
+        lambda chunk: _value_and_grad(model, task, chunk[0], chunk[1], reinforce, weights), chunks
     )
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)
 
 
-def _value_and_grad(model, task, batch, keys=None, reinforce=None):
+def _value_and_grad(model, task, batch, keys=None, reinforce=None, weights=None):
     """``((total, metrics), grads)`` of one batch. A machine with :meth:`probes
     <difmachine.machine.CompiledMachine.probes>` has its in-loop weight gradients taken after
     the backward scan, one matmul each, instead of accumulated step by step (bench/FINDINGS.md,
@@ -75,14 +79,14 @@ def _value_and_grad(model, task, batch, keys=None, reinforce=None):
     if probes is None:
 
         def plain(model):
-            return _loss(model, task, batch, keys=keys, reinforce=reinforce)[:2]
+            return _loss(model, task, batch, keys=keys, reinforce=reinforce, weights=weights)[:2]
 
         return eqx.filter_value_and_grad(plain, has_aux=True)(model)
 
     def loss(model_and_probes):
         model, probes = model_and_probes
         total, metrics, aux = _loss(
-            model, task, batch, probes=probes, keys=keys, reinforce=reinforce
+            model, task, batch, probes=probes, keys=keys, reinforce=reinforce, weights=weights
         )
         return total, (metrics, aux["taps"])
 
@@ -148,14 +152,15 @@ def example_keys(key: jax.Array | None, size: int):
     return None if key is None else jax.random.split(key, size)
 
 
-def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=None):
+def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=None, weights=None):
     """``(total, metrics, aux)``. With ``keys`` (a stochastic machine sampling its actions) the
-    total also holds the REINFORCE terms (:func:`difmachine.stochastic.reinforce_terms`)."""
+    total also holds the REINFORCE terms (:func:`difmachine.stochastic.reinforce_terms`);
+    ``weights`` multiply the named auxiliary losses (:func:`difmachine.adaptive_weight`)."""
     ys, aux = batch_outputs(model, batch, decode=decode, task=task, probes=probes, keys=keys)
     per_example = jax.vmap(lambda y, a, t, m: model.task_loss(task, y, a, t, m))
     example_losses = per_example(ys, aux, batch.targets, batch.loss_mask)
     task_loss = jnp.mean(example_losses)
-    extra = {k: jnp.mean(v) for k, v in aux["losses"].items()}
+    extra = {k: jnp.mean(v) * (weights or {}).get(k, 1.0) for k, v in aux["losses"].items()}
     example_metrics = None
     if keys is not None and "log_prob" in aux:
         settings = reinforce or Reinforce()
@@ -221,10 +226,18 @@ def make_train_step(
     @jax.jit
     def train_step(model, opt_state, batch, key=None):
         keys = example_keys(key, batch.inputs.shape[0])
-        (total, metrics), grads = _gradients(model, task, batch, chunk, keys, reinforce)
+        weights = loss_weights(opt_state)  # dm.adaptive_weight's factors on auxiliary losses
+        (total, metrics), grads = _gradients(model, task, batch, chunk, keys, reinforce, weights)
         params = eqx.filter(model, eqx.is_array)
         # an optimizer taking extra arguments gets the task loss (dm.plateau_cut reads it)
         extra = {"value": metrics["loss"]} if takes_value else {}
+        scale = learning_rate_scale(opt_state)
+        if weights:  # and dm.adaptive_weight the unweighted terms and the rate's scale
+            unweighted = {k: metrics[k] / f for k, f in weights.items() if k in metrics}
+            extra |= {"losses": unweighted, "lr_scale": 1.0 if scale is None else scale}
+            metrics = {**metrics, **{f"weight/{k}": f for k, f in weights.items()}}
+        if scale is not None:
+            metrics = {**metrics, "lr_scale": scale}
         updates, new_opt_state = optimizer.update(grads, opt_state, params, **extra)
         new_model = eqx.apply_updates(model, updates)
         ok = jnp.isfinite(total) & _all_finite(grads)

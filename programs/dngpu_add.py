@@ -9,7 +9,7 @@ is Kaiser & Sutskever's Neural GPU with the authors' changes, each an option of
   channels (96 for multiplication);
 - hard nonlinearities, ``hard_sigmoid(x) = clip(0.5 x + 0.5, 0, 1)`` and ``hard_tanh(x) =
   clip(x, -1, 1)``, with the saturation cost ``saturation * relu(|x| - 0.9)`` on their inputs
-  (a constant weight here; the authors adapt it);
+  (a constant weight here unless ``adaptive_saturation=true``; the authors adapt it);
 - diagonal gates: the kept state moves along the positions, a third of the channels right and
   a third left, ``s' = u . shift(s) + (1 - u) . c``;
 - dropout on the candidate (50% for addition, 10% for multiplication);
@@ -32,13 +32,16 @@ authors' code does), ``accumulate`` (1; 9 with ``bins=true``: each update averag
 ``adaptive`` (Kaiser & Sutskever's curriculum, as in ``neural_gpu_add.py``; 0 = off, the authors'),
 ``lr`` (0 = the authors' rule), ``decay`` (cosine over ``steps``), ``plateau`` (false; true: the
 authors' cut instead of the cosine, the rate times 0.7 whenever the mean loss of 200 updates has not
-improved in two checks, down to the rate / 60: ``dm.plateau_cut``), ``batch_size``, ``bits``,
-``steps``, ``select`` (0; e.g. 50: ``best.eqx`` is the checkpoint with the fewest wrong 50-bit sums,
-ties as ``Program.select_length`` says). What still differs from the authors' code (with ``bins=true
-shorter=0.05 optimizer=clipped input_dropout=0.5 mean_loss=true accumulate=9 plateau=true``): bins
-drawn at random for the 9 batches of an update (theirs takes each bin once), the budget (their
-20,000 updates would be 180,000 steps here), and a constant saturation weight. The defaults are the
-settings that learned fastest here: with ``optimizer=clipped input_dropout=0.5 freeze=false
+improved in two checks, down to the rate / 60: ``dm.plateau_cut``), ``adaptive_saturation`` (false;
+true: the authors' saturation weight, every 200 updates ``clip(rate * mean loss / mean saturation,
+1e-20, saturation)`` with the current rate, ``dm.adaptive_weight``; the cosine's rate is taken as
+its start), ``batch_size``, ``bits``, ``steps``, ``select`` (0; e.g. 50: ``best.eqx`` is the
+checkpoint with the fewest wrong 50-bit sums, ties as ``Program.select_length`` says). What still
+differs from the authors' code (with ``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5
+mean_loss=true accumulate=9 plateau=true adaptive_saturation=true``): bins drawn at random for the 9
+batches of an update (theirs takes each bin once), the budget (their 20,000 updates would be 180,000
+steps here), and their gradient noise (``1e-4 * rate`` per entry, not added here). The defaults are
+the settings that learned fastest here: with ``optimizer=clipped input_dropout=0.5 freeze=false
 shorter=0.05`` (the authors' choices, before ``mean_loss``) two seeds were still 1% and 41% wrong at
 20 bits after 10,000 steps. Evaluate far beyond the training lengths with ``difmachine eval RUN
 --lengths 20,50,100,200``. Measured here (README, "The improved Neural GPU"): exact on 20-bit sums
@@ -63,13 +66,14 @@ def bins(task_class, bits: int) -> tuple[int, ...]:
     return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
 
 
-def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False):
-    """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip
-    against the running maximum, their schedule of ``b2``, no bias correction); ``adamax``:
-    optax's AdaMax after a global norm clip at 1 (this program's optimizer before 2026-12-01).
-    ``plateau``: then the authors' cut of the rate when the loss stops falling
-    (:func:`difmachine.plateau_cut`). ``accumulate > 1`` averages the gradients of that many
-    batches into each update (``optax.MultiSteps``): the schedules then count updates, not
+def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False, adapt: float = 0.0):
+    """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip against
+    the running maximum, their schedule of ``b2``, no bias correction); ``adamax``: optax's AdaMax
+    after a global norm clip at 1 (this program's optimizer before 2026-12-01). ``plateau``: then
+    the authors' cut of the rate when the loss stops falling (:func:`difmachine.plateau_cut`).
+    ``adapt``: the rate by which the saturation cost's weight follows the loss
+    (:func:`difmachine.adaptive_weight`; 0: constant). ``accumulate > 1`` averages the gradients of
+    that many batches into each update (``optax.MultiSteps``): the schedules then count updates, not
     batches."""
     if name == "clipped":
         base = dm.clipped_adamax(lr)
@@ -79,6 +83,8 @@ def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False):
         raise ValueError(f"dngpu optimizer must be 'clipped' or 'adamax', got {name!r}")
     if plateau:
         base = optax.chain(base, dm.plateau_cut())
+    if adapt:
+        base = optax.chain(base, dm.adaptive_weight("saturation", adapt))
     if accumulate == 1:
         return base
     steps = optax.MultiSteps(base, every_k_schedule=accumulate)  # passes `value` on to the cut
@@ -102,6 +108,10 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
     updates = max(steps // accumulate, 1)
     plateau = dm.param("plateau", False)  # the authors' cut on a plateau instead of the cosine
     cosine = dm.param("decay", True) and not plateau
+    adapt = dm.param("adaptive_saturation", False)  # the authors' weight, following the loss
+    saturation = dm.param("saturation", 1e-3) if hard else 0.0
+    if adapt and not saturation:
+        raise ValueError("--set adaptive_saturation=true needs the saturation cost (hard=true)")
     return dm.Program(
         machine=dm.NeuralGPU(
             width=1,
@@ -109,7 +119,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
             layers=dm.param("layers", 1),  # the authors': 1; Kaiser & Sutskever's: 2
             kernel=(1, 3),
             nonlinearity="hard" if hard else "saturating",
-            saturation=dm.param("saturation", 1e-3) if hard else 0.0,
+            saturation=saturation,  # with adaptive_saturation the weight's ceiling
             diagonal=dm.param("diagonal", True),
             dropout=dropout,
             input_dropout=dm.param("input_dropout", 0.0),  # the authors': as `dropout`
@@ -130,6 +140,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
             optax.cosine_decay_schedule(lr, updates, alpha=0.03) if cosine else lr,
             accumulate,
             plateau,
+            lr if adapt else 0.0,
         ),
         batch_size=dm.param("batch_size", 32),
         steps=steps,

@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +31,7 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
-from difmachine.optim import PlateauCutState
+from difmachine.optim import PlateauCutState, learning_rate_scale, loss_weights
 from difmachine.program import ProgramError, load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
@@ -334,6 +335,69 @@ def test_plateau_cut_follows_the_authors_rule(losses):
     assert np.isfinite(state.previous).all()  # the training step refuses a non-finite state
     with pytest.raises(TypeError, match="needs the loss"):
         _plateau.update({"w": jnp.ones(2)}, state)
+
+
+_weight = dm.adaptive_weight("saturation", rate=0.5, every=3, low=1e-3, high=2.0)
+_weight_update = jax.jit(_weight.update)  # one compile for every example
+_steps = st.tuples(
+    st.floats(0.0, 10.0, width=32), st.floats(2**-10, 10.0, width=32), st.sampled_from([1.0, 0.7])
+)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(_steps, min_size=3, max_size=12))
+def test_adaptive_weight_follows_the_authors_rule(steps):
+    """Every 3 updates the factor becomes clip(rate * scale * mean loss / mean term, low, high),
+    the scale the check's own; between checks it holds; the updates pass through unchanged."""
+    state = _weight.init({"w": jnp.zeros(2, jnp.float32)})
+    want = 1.0
+    for i, (loss, term, scale) in enumerate(steps):
+        got, state = _weight_update(
+            {"w": jnp.full(2, 3.0)}, state, value=loss, losses={"saturation": term}, lr_scale=scale
+        )
+        np.testing.assert_array_equal(got["w"], [3.0, 3.0])
+        if i % 3 == 2:
+            window = np.array(steps[i - 2 : i + 1], np.float64)
+            want = np.clip(0.5 * scale * window[:, 0].mean() / window[:, 1].mean(), 1e-3, 2.0)
+        np.testing.assert_allclose(float(state.factor), want, rtol=1e-5)
+    assert list(loss_weights(("other", state))) == ["saturation"]
+    with pytest.raises(TypeError, match="needs the task loss"):
+        _weight.update({"w": jnp.ones(2)}, state, value=1.0)
+
+
+def test_a_weighted_saturation_cost_trains_as_the_machine_with_that_weight():
+    """A factor of 0.25 from ``adaptive_weight`` makes the training step of the machine whose own
+    saturation weight is a quarter; the step logs the factor and the weighted cost, gives the
+    optimizer the unweighted one and the plateau cut's scale, and compiles once."""
+    spec = dm.NeuralGPU(
+        width=1, channels=4, layers=1, kernel=(1, 3), nonlinearity="hard", saturation=0.5
+    )
+    model = spec.compile(TASK.input_size, TASK.output_size, key=jax.random.PRNGKey(1))
+    model = eqx.tree_at(lambda m: m.params["cgru"]["U"], model, model.params["cgru"]["U"] * 4)
+    quarter = eqx.tree_at(lambda m: m.spec, model, dataclasses.replace(spec, saturation=0.125))
+    params = eqx.filter(model, eqx.is_array)
+    adaptive = optax.chain(
+        optax.sgd(0.1), dm.plateau_cut(), dm.adaptive_weight("saturation", rate=0.3, every=1)
+    )
+    state = adaptive.init(params)
+    state = eqx.tree_at(lambda s: s[2].factor, state, jnp.asarray(0.25, jnp.float32))
+    state = eqx.tree_at(lambda s: s[1].scale, state, jnp.asarray(0.5, jnp.float32))
+    batch = TASK.sample(np.random.default_rng(2), 4, length=3)
+    step = train_mod.make_train_step(TASK, adaptive)
+    new, state, metrics = step(model, state, batch)
+    half = optax.sgd(0.05)  # the cut's scale of 0.5 on the updates
+    want, _, plain = train_mod.make_train_step(TASK, half)(quarter, half.init(params), batch)
+    assert float(plain["saturation"]) > 0
+    for got, ref in zip(jax.tree.leaves(eqx.filter(new, eqx.is_array)), jax.tree.leaves(want)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(metrics["saturation"], plain["saturation"], rtol=1e-5)
+    assert float(metrics["weight/saturation"]) == 0.25 and float(metrics["lr_scale"]) == 0.5
+    unweighted = float(metrics["saturation"]) / 0.25
+    expected = np.clip(0.3 * 0.5 * float(metrics["loss"]) / unweighted, 1e-20, 1.0)
+    np.testing.assert_allclose(float(loss_weights(state)["saturation"]), expected, rtol=1e-5)
+    assert float(learning_rate_scale(state)) == 0.5
+    step(new, state, batch)
+    assert step._cache_size() == 1  # the factor's state keeps its types: no second compile
 
 
 # -- the tasks ----------------------------------------------------------------------------------
