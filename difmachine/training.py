@@ -160,6 +160,13 @@ def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=No
     per_example = jax.vmap(lambda y, a, t, m: model.task_loss(task, y, a, t, m))
     example_losses = per_example(ys, aux, batch.targets, batch.loss_mask)
     task_loss = jnp.mean(example_losses)
+    missing = sorted(set(weights or {}) - set(aux["losses"]))
+    if missing:
+        raise DifmachineError(
+            f"the optimizer's adaptive_weight weighs {', '.join(map(repr, missing))}, which this "
+            "machine does not compute: name one of its auxiliary losses "
+            f"({', '.join(map(repr, aux['losses'])) or 'it has none'})"
+        )
     extra = {k: jnp.mean(v) * (weights or {}).get(k, 1.0) for k, v in aux["losses"].items()}
     example_metrics = None
     if keys is not None and "log_prob" in aux:
@@ -233,7 +240,7 @@ def make_train_step(
         extra = {"value": metrics["loss"]} if takes_value else {}
         scale = learning_rate_scale(opt_state)
         if weights:  # and dm.adaptive_weight the unweighted terms and the rate's scale
-            unweighted = {k: metrics[k] / f for k, f in weights.items() if k in metrics}
+            unweighted = {k: metrics[k] / f for k, f in weights.items()}
             extra |= {"losses": unweighted, "lr_scale": 1.0 if scale is None else scale}
             metrics = {**metrics, **{f"weight/{k}": f for k, f in weights.items()}}
         if scale is not None:

@@ -398,6 +398,9 @@ def test_a_weighted_saturation_cost_trains_as_the_machine_with_that_weight():
     assert float(learning_rate_scale(state)) == 0.5
     step(new, state, batch)
     assert step._cache_size() == 1  # the factor's state keeps its types: no second compile
+    typo = optax.chain(optax.sgd(0.1), dm.adaptive_weight("saturaton", rate=0.3))
+    with pytest.raises(dm.DifmachineError, match="'saturaton', which this machine does not"):
+        train_mod.make_train_step(TASK, typo)(model, typo.init(params), batch)
 
 
 # -- the tasks ----------------------------------------------------------------------------------
