@@ -42,8 +42,8 @@ so ``rate * s`` is the current learning rate. The weighted term is then kept nea
 of the task loss: the authors' ``w = clip(lr * loss / raw saturation, 1e-20, 1e-3)`` with their
 ``1e-3`` as the machine's ``w0`` and ``high=1``. The training step finds the factor in the
 optimizer's state, weighs the term with it, gives the optimizer the unweighted terms as
-``losses`` and the cut's scale as ``lr_scale``, and logs ``weight/<loss>`` (``f``); updates
-pass through unchanged.
+``losses`` and the cut's scale as ``lr_scale``, and logs ``weight/<loss>`` (``f``) beside the
+weighted term (evaluation reports the term before ``f``); updates pass through unchanged.
 """
 
 from __future__ import annotations
