@@ -35,9 +35,10 @@ import difmachine as dm
 memory_input = dm.param("memory_input", True)
 
 
-def layout(task):
-    """``task`` as the programs lay it out: wrapped in ``MemoryInput`` with ``memory_input``."""
-    return dm.MemoryInput(task) if memory_input else task
+def layout(task, cue: int = 0):
+    """``task`` as the programs lay it out: wrapped in ``MemoryInput`` with ``memory_input``
+    (``cue``: its last input steps also given to the controller, ``MemoryInput(cue=...)``)."""
+    return dm.MemoryInput(task, cue=cue) if memory_input else task
 
 
 program = dm.Program(

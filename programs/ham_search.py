@@ -11,7 +11,10 @@ the first step and an episode of only the answer steps (`MemoryInput`), an LSTM 
 with a `HAMMemory` of 64 leaves of width 16, the DHAM (`mode=soft`) by default; `--set
 mode=hard --init RUN` trains the paper's O(log n) HAM with REINFORCE from a soft run. `--set
 adaptive=0.1`: a curriculum over the number of pairs (start at `min_length`, one more whenever
-fewer than 10% of the training sequences were wrong over 200 steps).
+fewer than 10% of the training sequences were wrong over 200 steps). `--set cue=1`: the query
+(the separator step) is also the controller's input on the first answer step
+(`MemoryInput(cue=1)`); without it the query is only in a leaf, and the controller must answer
+on its first step having read the tree with no idea what it is looking for.
 
 The paper's setup (recalled, not yet checked against the paper): 5-bit keys and values as bit
 vectors, the first of equal keys wanted, and the input embedded into the leaves before the
@@ -33,6 +36,7 @@ program = reverse.replace(
             min_length=dm.param("min_length", 2),
             max_length=dm.param("max_length", 16),
             adaptive=dm.param("adaptive", 0.0),
-        )
+        ),
+        cue=dm.param("cue", 0),  # 1: the query also the controller's first input
     ),
 )

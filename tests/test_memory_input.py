@@ -19,20 +19,29 @@ TASKS = {
 
 
 @settings(max_examples=8, deadline=None)
-@given(name=st.sampled_from(sorted(TASKS)), seed=st.integers(0, 2**16), fixed=st.booleans())
-def test_the_input_phase_moves_to_the_context_and_the_answers_to_step_0(name, seed, fixed):
+@given(
+    name=st.sampled_from(sorted(TASKS)),
+    seed=st.integers(0, 2**16),
+    fixed=st.booleans(),
+    cue=st.integers(0, 3),
+)
+def test_the_input_phase_moves_to_the_context_and_the_answers_to_step_0(name, seed, fixed, cue):
+    """... and with ``cue``, its last ``cue`` steps are also the episode's first inputs (as many
+    as the answer has steps), every other input blank."""
     task = TASKS[name]
     length = 3 if fixed else None
     plain = task.sample(np.random.default_rng(seed), 6, length)
-    moved = dm.MemoryInput(task).sample(np.random.default_rng(seed), 6, length)
+    moved = dm.MemoryInput(task, cue=cue).sample(np.random.default_rng(seed), 6, length)
     xs, x_mask = moved.context["inputs"]
     T = plain.inputs.shape[1]
     # the task's padded length, whatever the batch holds: a run compiles once
     assert moved.inputs.shape == plain.inputs.shape and xs.shape == plain.inputs.shape
-    assert not moved.inputs.any()  # the controller sees no input
     for b in range(6):
         start = int(np.argmax(plain.loss_mask[b] > 0))
         end = int(plain.mask[b].sum())
+        k = min(cue, start, end - start)  # the controller sees only the cue
+        np.testing.assert_array_equal(moved.inputs[b, :k], plain.inputs[b, start - k : start])
+        assert not moved.inputs[b, k:].any()
         np.testing.assert_array_equal(xs[b, :start], plain.inputs[b, :start])
         np.testing.assert_array_equal(x_mask[b], np.arange(T) < start)
         assert not xs[b, start:].any()
@@ -50,6 +59,8 @@ def test_memory_input_keeps_the_tasks_scoring_and_names():
     adaptive = dm.MemoryInput(dm.BinaryAddition(max_bits=6, answer_after=True, adaptive=0.1))
     level = adaptive.curriculum_start()
     assert level is not None and isinstance(adaptive.at_level(level), dm.MemoryInput)
+    cued = dm.MemoryInput(dm.BinaryAddition(max_bits=6, answer_after=True, adaptive=0.1), cue=1)
+    assert cued.at_level(level).cue == 1 and cued.evaluation_source().cue == 1
 
 
 def test_memory_input_errors_are_one_line():
@@ -57,6 +68,8 @@ def test_memory_input_errors_are_one_line():
         dm.MemoryInput(dm.AnBn(max_n=4)).sample(np.random.default_rng(0), 2)
     with pytest.raises(dm.DifmachineError, match="wraps a task"):
         dm.MemoryInput("reverse")
+    with pytest.raises(dm.DifmachineError, match="cue must be a whole number"):
+        dm.MemoryInput(TASKS["search"], cue=-1)
     with pytest.raises(ProgramError, match="HAMMemory\\(input_leaves=True\\)"):
         dm.build(_program(input_leaves=False))
 

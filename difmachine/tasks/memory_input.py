@@ -6,6 +6,7 @@ nothing but what it reads from the memory, must find the answer there.
 
 from __future__ import annotations
 
+import equinox as eqx
 import numpy as np
 
 from ..errors import DifmachineError
@@ -30,15 +31,25 @@ class MemoryInput(AbstractTask):
     batch), so a device holding one input step per slot needs as many slots as the task's
     longest episode has steps.
 
+    ``cue`` (0): the last ``cue`` steps of the input phase are also the inputs of the first
+    ``cue`` answer steps, e.g. ``cue=1`` gives the controller the query of a search
+    (:class:`~difmachine.SearchPairs` puts it on the step before the answer); they stay in the
+    context too.
+
     Loss, metrics, curriculum, ``length`` and evaluation are the task's.
     """
 
     task: AbstractTask
+    cue: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
         if not isinstance(self.task, AbstractTask):
             raise DifmachineError(
                 f"MemoryInput wraps a task, got {type(self.task).__name__}: MemoryInput(dm.Reverse(...))"
+            )
+        if not isinstance(self.cue, int) or self.cue < 0:
+            raise DifmachineError(
+                f"MemoryInput cue must be a whole number of input steps >= 0, got {self.cue!r}"
             )
         if self.task.generative:
             raise DifmachineError(
@@ -81,7 +92,8 @@ class MemoryInput(AbstractTask):
         return self.task.curriculum_window
 
     def sample(self, rng, batch_size, length=None) -> Batch:
-        return split_answers(self.task.sample(rng, batch_size, length), type(self.task).__name__)
+        batch = self.task.sample(rng, batch_size, length)
+        return split_answers(batch, type(self.task).__name__, self.cue)
 
     def loss(self, outputs, targets, loss_mask):
         return self.task.loss(outputs, targets, loss_mask)
@@ -100,11 +112,11 @@ class MemoryInput(AbstractTask):
         if inner is None:
             return None
         name = type(self.task).__name__
-        return ((split_answers(batch, name), n) for batch, n in inner)
+        return ((split_answers(batch, name, self.cue), n) for batch, n in inner)
 
     def evaluation_source(self) -> AbstractTask:
         source = self.task.evaluation_source()
-        return self if source is self.task else MemoryInput(source)
+        return self if source is self.task else MemoryInput(source, self.cue)
 
     def evaluation_size(self):
         return self.task.evaluation_size()
@@ -113,15 +125,16 @@ class MemoryInput(AbstractTask):
         return self.task.curriculum_start()
 
     def at_level(self, level: int) -> AbstractTask:
-        return MemoryInput(self.task.at_level(level))
+        return MemoryInput(self.task.at_level(level), self.cue)
 
     def next_level(self, level: int, score: float) -> int:
         return self.task.next_level(level, score)
 
 
-def split_answers(batch: Batch, name: str = "the task") -> Batch:
+def split_answers(batch: Batch, name: str = "the task", cue: int = 0) -> Batch:
     """``batch`` with each example's steps before its first scored step moved into the context
-    ``"inputs"`` and the rest shifted to start at step 0 (see :class:`MemoryInput`)."""
+    ``"inputs"`` and the rest shifted to start at step 0, the last ``cue`` of those steps also
+    the first inputs (see :class:`MemoryInput`)."""
     scored = batch.loss_mask > 0
     real = batch.mask > 0
     B = batch.inputs.shape[0]
@@ -148,6 +161,9 @@ def split_answers(batch: Batch, name: str = "the task") -> Batch:
         mask[b, : e - s] = batch.mask[b, s:e]
         loss_mask[b, : e - s] = batch.loss_mask[b, s:e]
     inputs = np.zeros((B, T, batch.inputs.shape[2]), batch.inputs.dtype)
+    for b in range(B):
+        k = min(cue, starts[b], ends[b] - starts[b])
+        inputs[b, :k] = batch.inputs[b, starts[b] - k : starts[b]]
     context = {**(batch.context or {}), INPUTS: Context(xs, x_mask)}
     return Batch(inputs, targets, mask, loss_mask, context)
 
