@@ -234,21 +234,21 @@ def adaptive_weight(
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-def is_weight_state(x) -> bool:
-    return isinstance(x, AdaptiveWeightState)
+def states_of(opt_state, kind: type) -> list:
+    """The states of type ``kind`` inside an optimizer's state (e.g. in an ``optax.chain``)."""
+    found = lambda x: isinstance(x, kind)
+    return [x for x in jax.tree.leaves(opt_state, is_leaf=found) if found(x)]
 
 
 def loss_weights(opt_state) -> dict[str, jax.Array]:
     """The factors of the :func:`adaptive_weight` transformations in an optimizer's state."""
-    states = jax.tree.leaves(opt_state, is_leaf=is_weight_state)
-    return {s.loss: s.factor for s in states if is_weight_state(s)}
+    return {s.loss: s.factor for s in states_of(opt_state, AdaptiveWeightState)}
 
 
 def learning_rate_scale(opt_state) -> jax.Array | None:
     """The scale of the :func:`plateau_cut` in an optimizer's state (``None``: there is none)."""
-    cut = lambda x: isinstance(x, PlateauCutState)
-    scales = [s.scale for s in jax.tree.leaves(opt_state, is_leaf=cut) if cut(s)]
-    return scales[0] if scales else None
+    cuts = states_of(opt_state, PlateauCutState)
+    return cuts[0].scale if cuts else None
 
 
 __all__ = [
@@ -259,4 +259,5 @@ __all__ = [
     "adaptive_weight",
     "loss_weights",
     "learning_rate_scale",
+    "states_of",
 ]

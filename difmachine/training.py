@@ -160,14 +160,15 @@ def _loss(model, task, batch, decode=False, probes=None, keys=None, reinforce=No
     per_example = jax.vmap(lambda y, a, t, m: model.task_loss(task, y, a, t, m))
     example_losses = per_example(ys, aux, batch.targets, batch.loss_mask)
     task_loss = jnp.mean(example_losses)
-    missing = sorted(set(weights or {}) - set(aux["losses"]))
+    weights = weights or {}
+    missing = sorted(set(weights) - set(aux["losses"]))
     if missing:
         raise DifmachineError(
             f"the optimizer's adaptive_weight weighs {', '.join(map(repr, missing))}, which this "
             "machine does not compute: name one of its auxiliary losses "
             f"({', '.join(map(repr, aux['losses'])) or 'it has none'})"
         )
-    extra = {k: jnp.mean(v) * (weights or {}).get(k, 1.0) for k, v in aux["losses"].items()}
+    extra = {k: jnp.mean(v) * weights.get(k, 1.0) for k, v in aux["losses"].items()}
     example_metrics = None
     if keys is not None and "log_prob" in aux:
         settings = reinforce or Reinforce()

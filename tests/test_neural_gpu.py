@@ -31,7 +31,7 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
-from difmachine.optim import PlateauCutState, learning_rate_scale, loss_weights
+from difmachine.optim import PlateauCutState, learning_rate_scale, loss_weights, states_of
 from difmachine.program import ProgramError, load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
@@ -590,8 +590,7 @@ def test_accumulate_averages_that_many_batches_into_each_update():
         model = new
     assert changed == [False, False, True, False, False, True]
     # the loss reaches the plateau cut inside the accumulation: it saw the 2 updates
-    is_cut = lambda x: isinstance(x, PlateauCutState)
-    (cut,) = [x for x in jax.tree.leaves(opt_state, is_leaf=is_cut) if is_cut(x)]
+    (cut,) = states_of(opt_state, PlateauCutState)
     assert int(cut.count) == 2 and float(cut.total) > 0
     with pytest.raises(ProgramError, match="accumulate=0"):
         load_program(root, {"accumulate": "0"})

@@ -154,16 +154,15 @@ def split_answers(batch: Batch, name: str = "the task", cue: int = 0) -> Batch:
     targets = np.zeros((B, T, batch.targets.shape[2]), batch.targets.dtype)
     mask = np.zeros((B, T), batch.mask.dtype)
     loss_mask = np.zeros((B, T), batch.loss_mask.dtype)
+    inputs = np.zeros((B, T, batch.inputs.shape[2]), batch.inputs.dtype)
     for b in range(B):
         s, e = starts[b], ends[b]
         xs[b, :s], x_mask[b, :s] = batch.inputs[b, :s], batch.mask[b, :s]
         targets[b, : e - s] = batch.targets[b, s:e]
         mask[b, : e - s] = batch.mask[b, s:e]
         loss_mask[b, : e - s] = batch.loss_mask[b, s:e]
-    inputs = np.zeros((B, T, batch.inputs.shape[2]), batch.inputs.dtype)
-    for b in range(B):
-        k = min(cue, starts[b], ends[b] - starts[b])
-        inputs[b, :k] = batch.inputs[b, starts[b] - k : starts[b]]
+        k = min(cue, s, e - s)  # the cue: the input phase's last k steps, as many as answers
+        inputs[b, :k] = batch.inputs[b, s - k : s]
     context = {**(batch.context or {}), INPUTS: Context(xs, x_mask)}
     return Batch(inputs, targets, mask, loss_mask, context)
 
