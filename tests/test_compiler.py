@@ -20,7 +20,9 @@ MACHINES = {
 }
 
 
-@pytest.mark.parametrize("name", MACHINES)
+# the two-device machine's checks (26 s in CI) are tests/test_structures.py's stack-and-NTM
+# machine under a GRU, with two read heads; here it is compared with the eager reference below
+@pytest.mark.parametrize("name", [name for name in MACHINES if name != "gru-two-ntms"])
 def test_machine_jit_vmap_padding_gradients(name):
     testing.check_machine(MACHINES[name])
 

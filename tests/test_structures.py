@@ -73,9 +73,14 @@ def test_joulin_protocol(device):
 
 
 def test_stack_and_ntm_machine():
+    """Two devices of different kinds, one with two read heads, under a GRU (the kit's machine
+    checks of a two-device machine: tests/test_compiler.py checks one-device machines)."""
     machine = dm.Machine(
-        dm.LSTM(8),
-        {"stack": dm.NeuralStack(width=4, capacity=8), "memory": dm.NTMMemory(slots=6, width=3)},
+        dm.GRU(6),
+        {
+            "stack": dm.NeuralStack(width=4, capacity=8),
+            "memory": dm.NTMMemory(slots=5, width=2, read_heads=2),
+        },
     )
     testing.check_machine(machine)
 
