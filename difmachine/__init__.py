@@ -45,6 +45,7 @@ from .optim import adaptive_weight as adaptive_weight
 from .optim import clipped_adamax as clipped_adamax
 from .optim import gradient_noise as gradient_noise
 from .optim import plateau_cut as plateau_cut
+from .optim import rate_noise as rate_noise
 from .program import Program as Program
 from .program import build as build
 from .program import load_program as load_program

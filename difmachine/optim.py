@@ -44,6 +44,14 @@ of the task loss: the authors' ``w = clip(lr * loss / raw saturation, 1e-20, 1e-
 optimizer's state, weighs the term with it, gives the optimizer the unweighted terms as
 ``losses`` and the cut's scale as ``lr_scale``, and logs ``weight/<loss>`` (``f``) beside the
 weighted term (evaluation reports the term before ``f``); updates pass through unchanged.
+
+``rate_noise(rate, factor=1e-4, seed=0)``: the same authors' gradient noise, proportional to the
+current learning rate: every gradient entry gets ``factor * rate * s * z``, ``z`` a standard normal
+truncated at ±2 (redrawn beyond, as TensorFlow's ``truncated_normal``) and ``s`` the scale of a
+:func:`plateau_cut` in the same optimizer (1 without one; the training step passes it as
+``lr_scale``). ``rate`` is a number or a schedule of the update count. Put it first:
+``optax.chain(rate_noise(lr), clipped_adamax(lr), plateau_cut())``. Its state is the update count;
+the noise of update ``t`` is drawn from ``fold_in(key(seed), t)``, so a resumed run adds the same.
 """
 
 from __future__ import annotations
@@ -234,6 +242,38 @@ def adaptive_weight(
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+class RateNoiseState(NamedTuple):
+    count: jax.Array  # int32 []: updates so far
+
+
+def rate_noise(
+    rate: float | optax.Schedule, factor: float = 1e-4, seed: int = 0
+) -> optax.GradientTransformationExtraArgs:
+    """Freivalds & Liepins's gradient noise, ``factor`` times the learning rate (see the module
+    doc)."""
+    if not callable(rate) and (not isinstance(rate, (int, float)) or rate <= 0):
+        raise ValueError(f"rate_noise rate must be positive (the learning rate), got {rate!r}")
+    check_non_negative("rate_noise", "factor", factor)
+
+    def init(params):
+        del params
+        return RateNoiseState(jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None, *, lr_scale=1.0, **extra):
+        del params, extra
+        lr = rate(state.count) if callable(rate) else rate
+        size = factor * lr * jnp.asarray(lr_scale, jnp.float32)
+        leaves, treedef = jax.tree.flatten(updates)
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), state.count), len(leaves))
+        noisy = [
+            (g + size * jax.random.truncated_normal(k, -2.0, 2.0, jnp.shape(g))).astype(g.dtype)
+            for g, k in zip(leaves, keys, strict=True)
+        ]
+        return jax.tree.unflatten(treedef, noisy), RateNoiseState(state.count + 1)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
 def states_of(opt_state, kind: type) -> list:
     """The states of type ``kind`` inside an optimizer's state (e.g. in an ``optax.chain``)."""
     found = lambda x: isinstance(x, kind)
@@ -257,6 +297,7 @@ __all__ = [
     "dngpu_beta2",
     "plateau_cut",
     "adaptive_weight",
+    "rate_noise",
     "loss_weights",
     "learning_rate_scale",
     "states_of",

@@ -218,7 +218,9 @@ def make_train_step(
     ``key``: for a stochastic machine, the step's sampling key (:func:`sample_key`); each
     example gets its own (``split``); ``reinforce`` says how the REINFORCE term is formed. An
     optimizer that takes extra arguments (``optax.GradientTransformationExtraArgs``, as
-    ``optax.chain`` makes) is given the batch's task loss as ``value``.
+    ``optax.chain`` makes) is given the batch's task loss as ``value``, and, when it holds a
+    :func:`~difmachine.optim.plateau_cut` or an :func:`~difmachine.optim.adaptive_weight`, the
+    cut's scale as ``lr_scale`` (1 without a cut; every member of the chain must take ``**extra``).
 
     A step whose loss, gradient, new parameters or new optimizer state are not finite is
     refused: the old parameters and optimizer state are kept and ``metrics["refused"]`` is 1
@@ -240,10 +242,11 @@ def make_train_step(
         # an optimizer taking extra arguments gets the task loss (dm.plateau_cut reads it)
         extra = {"value": metrics["loss"]} if takes_value else {}
         scale = learning_rate_scale(opt_state)
-        if weights:  # and dm.adaptive_weight the unweighted terms and the rate's scale
-            unweighted = {k: metrics[k] / f for k, f in weights.items()}
-            extra |= {"losses": unweighted, "lr_scale": 1.0 if scale is None else scale}
+        if weights:  # and dm.adaptive_weight the unweighted terms
+            extra["losses"] = {k: metrics[k] / f for k, f in weights.items()}
             metrics = {**metrics, **{f"weight/{k}": f for k, f in weights.items()}}
+        if weights or scale is not None:  # and the rate's scale (adaptive_weight, rate_noise)
+            extra["lr_scale"] = 1.0 if scale is None else scale
         if scale is not None:
             metrics = {**metrics, "lr_scale": scale}
         updates, new_opt_state = optimizer.update(grads, opt_state, params, **extra)

@@ -38,9 +38,10 @@ true: the authors' saturation weight, every 200 updates ``clip(rate * mean loss 
 its start), ``batch_size``, ``bits``, ``steps``, ``select`` (0; e.g. 50: ``best.eqx`` is the
 checkpoint with the fewest wrong 50-bit sums, ties as ``Program.select_length`` says). What still
 differs from the authors' code (with ``bins=true shorter=0.05 optimizer=clipped input_dropout=0.5
-mean_loss=true accumulate=9 plateau=true adaptive_saturation=true``): bins drawn at random for the 9
-batches of an update (theirs takes each bin once), the budget (their 20,000 updates would be 180,000
-steps here), and their gradient noise (``1e-4 * rate`` per entry, not added here). The defaults are
+mean_loss=true accumulate=9 plateau=true adaptive_saturation=true noise=true``; ``noise``: their
+gradient noise, ``1e-4`` times the current rate per entry, ``dm.rate_noise``): bins drawn at random
+for the 9 batches of an update (theirs takes each bin once) and the budget (their 20,000 updates
+would be 180,000 steps here). The defaults are
 the settings that learned fastest here: with ``optimizer=clipped input_dropout=0.5 freeze=false
 shorter=0.05`` (the authors' choices, before ``mean_loss``) two seeds were still 1% and 41% wrong at
 20 bits after 10,000 steps. Evaluate far beyond the training lengths with ``difmachine eval RUN
@@ -66,7 +67,7 @@ def bins(task_class, bits: int) -> tuple[int, ...]:
     return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
 
 
-def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False, adapt: float = 0.0):
+def optimizer(name: str, lr, accumulate=1, plateau=False, adapt: float = 0.0, noise: bool = False):
     """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip against
     the running maximum, their schedule of ``b2``, no bias correction); ``adamax``: optax's AdaMax
     after a global norm clip at 1 (this program's optimizer before 2026-12-01). ``plateau``: then
@@ -74,13 +75,16 @@ def optimizer(name: str, lr, accumulate: int = 1, plateau: bool = False, adapt: 
     ``adapt``: the rate by which the saturation cost's weight follows the loss
     (:func:`difmachine.adaptive_weight`; 0: constant). ``accumulate > 1`` averages the gradients of
     that many batches into each update (``optax.MultiSteps``): the schedules then count updates, not
-    batches."""
+    batches. ``noise``: first the authors' gradient noise, ``1e-4`` times the current rate per
+    entry (:func:`difmachine.rate_noise`)."""
     if name == "clipped":
         base = dm.clipped_adamax(lr)
     elif name == "adamax":
         base = optax.chain(optax.clip_by_global_norm(1.0), optax.adamax(lr))
     else:
         raise ValueError(f"dngpu optimizer must be 'clipped' or 'adamax', got {name!r}")
+    if noise:
+        base = optax.chain(dm.rate_noise(lr), base)
     if plateau:
         base = optax.chain(base, dm.plateau_cut())
     if adapt:
@@ -141,6 +145,7 @@ def dngpu(task_class, channels: int, dropout: float, bits: int = 20):
             accumulate,
             plateau,
             lr if adapt else 0.0,
+            dm.param("noise", False),  # the authors' gradient noise, 1e-4 * the rate
         ),
         batch_size=dm.param("batch_size", 32),
         steps=steps,

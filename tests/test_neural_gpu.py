@@ -31,7 +31,13 @@ from difmachine.neural_gpu import (
     saturating_sigmoid,
     saturation_excess,
 )
-from difmachine.optim import PlateauCutState, learning_rate_scale, loss_weights, states_of
+from difmachine.optim import (
+    PlateauCutState,
+    RateNoiseState,
+    learning_rate_scale,
+    loss_weights,
+    states_of,
+)
 from difmachine.program import ProgramError, load_program
 from difmachine.tasks.binary import BLANK, from_bits
 
@@ -401,6 +407,57 @@ def test_a_weighted_saturation_cost_trains_as_the_machine_with_that_weight():
     typo = optax.chain(optax.sgd(0.1), dm.adaptive_weight("saturaton", rate=0.3))
     with pytest.raises(dm.DifmachineError, match="'saturaton', which this machine does not"):
         train_mod.make_train_step(TASK, typo)(model, typo.init(params), batch)
+
+
+_noise = dm.rate_noise(lambda t: 0.5 / (1.0 + t), factor=1e-2, seed=3)
+_noise_update = jax.jit(_noise.update)  # one compile for every example
+TRUNCATED_STD = 0.8796  # a standard normal truncated at ±2
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.1, 1.0), st.integers(0, 5))
+def test_rate_noise_is_truncated_normal_noise_times_the_current_rate(scale, t):
+    """Update ``t`` adds ``factor * rate(t) * lr_scale * z`` to every entry, ``z`` a standard
+    normal truncated at ±2 (bounded; the truncated law's mean and spread; each leaf its own
+    draw), fresh at the next update and the same again from the same state (a resume adds the
+    same noise)."""
+    grads = {"a": jnp.full((6000,), 3.0, jnp.float32), "b": jnp.zeros((2, 3000), jnp.float32)}
+    state = RateNoiseState(jnp.asarray(t, jnp.int32))
+    got, new = _noise_update(grads, state, lr_scale=scale)
+    size = 1e-2 * 0.5 / (1.0 + t) * scale
+    za, zb = (np.asarray(got["a"]) - 3.0) / size, np.asarray(got["b"]).ravel() / size
+    for z in (za, zb):
+        assert np.abs(z).max() <= 2.01
+        assert abs(z.mean()) < 0.05 and abs(z.std() - TRUNCATED_STD) < 0.03
+    assert abs(np.corrcoef(za, zb)[0, 1]) < 0.06
+    assert int(new.count) == t + 1
+    again, _ = _noise_update(grads, state, lr_scale=scale)
+    later, _ = _noise_update(grads, new, lr_scale=scale)
+    np.testing.assert_array_equal(again["b"], got["b"])
+    assert abs(np.corrcoef(np.ravel(later["b"]), zb)[0, 1]) < 0.06
+    with pytest.raises(ValueError, match="rate must be positive"):
+        dm.rate_noise(0.0)
+
+
+def test_the_training_step_gives_rate_noise_the_cuts_scale():
+    """With a plateau cut at scale 0.5 the noise is half the rate's: the step equals the one whose
+    noise rate is half and whose cut is 1, with its update halved."""
+    task = dm.Copy(bits=2, max_length=2)
+    model = dm.compile(
+        dm.Machine(dm.RNN(3)), task.input_size, task.output_size, key=jax.random.PRNGKey(1)
+    )
+    params = eqx.filter(model, eqx.is_array)
+    batch = task.sample(np.random.default_rng(2), 2)
+
+    def step(rate, scale):
+        opt = optax.chain(dm.rate_noise(rate, factor=1.0), optax.sgd(1.0), dm.plateau_cut())
+        state = eqx.tree_at(lambda s: s[2].scale, opt.init(params), jnp.asarray(scale))
+        new = train_mod.make_train_step(task, opt)(model, state, batch)[0]
+        return [n - p for n, p in zip(jax.tree.leaves(eqx.filter(new, eqx.is_array)),
+                                      jax.tree.leaves(params))]  # fmt: skip
+
+    for cut, half in zip(step(0.1, 0.5), step(0.05, 1.0), strict=True):
+        np.testing.assert_allclose(cut, 0.5 * half, rtol=1e-5, atol=1e-7)
 
 
 # -- the tasks ----------------------------------------------------------------------------------
