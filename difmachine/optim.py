@@ -66,6 +66,15 @@ import optax
 from .protocol import check_non_negative
 
 
+def _check_rate(owner: str, name: str, rate, schedule: bool = True) -> None:
+    """A learning rate: a positive number, or (``schedule``) a schedule of the update count."""
+    if schedule and callable(rate):
+        return
+    if not isinstance(rate, (int, float)) or rate <= 0:
+        what = "" if name == "learning_rate" else " (the learning rate)"
+        raise ValueError(f"{owner} {name} must be positive{what}, got {rate!r}")
+
+
 def gradient_noise(eta: float, gamma: float = 0.55, seed: int = 0) -> optax.GradientTransformation:
     """Annealed Gaussian gradient noise of variance ``eta / (1 + t)^gamma`` (see module doc)."""
     check_non_negative("gradient_noise", "eta", eta)
@@ -106,10 +115,7 @@ def clipped_adamax(
 ) -> optax.GradientTransformation:
     """Freivalds & Liepins's AdaMax with its per-entry gradient clip (see the module doc);
     ``learning_rate`` and ``b2`` are numbers or schedules of the update count."""
-    if not callable(learning_rate) and (
-        not isinstance(learning_rate, (int, float)) or learning_rate <= 0
-    ):
-        raise ValueError(f"clipped_adamax learning_rate must be positive, got {learning_rate!r}")
+    _check_rate("clipped_adamax", "learning_rate", learning_rate)
     if not 0 <= b1 < 1:
         raise ValueError(f"clipped_adamax b1 must be in [0, 1), got {b1!r}")
     if not isinstance(clip, (int, float)) or clip < 1:
@@ -200,8 +206,7 @@ def adaptive_weight(
     module doc)."""
     if not isinstance(loss, str) or not loss:
         raise ValueError(f"adaptive_weight loss must name an auxiliary loss, got {loss!r}")
-    if not isinstance(rate, (int, float)) or rate <= 0:
-        raise ValueError(f"adaptive_weight rate must be positive (the learning rate), got {rate!r}")
+    _check_rate("adaptive_weight", "rate", rate, schedule=False)
     if not isinstance(every, int) or every < 1:
         raise ValueError(
             f"adaptive_weight every must be a whole number of updates >= 1, got {every!r}"
@@ -251,8 +256,7 @@ def rate_noise(
 ) -> optax.GradientTransformationExtraArgs:
     """Freivalds & Liepins's gradient noise, ``factor`` times the learning rate (see the module
     doc)."""
-    if not callable(rate) and (not isinstance(rate, (int, float)) or rate <= 0):
-        raise ValueError(f"rate_noise rate must be positive (the learning rate), got {rate!r}")
+    _check_rate("rate_noise", "rate", rate)
     check_non_negative("rate_noise", "factor", factor)
 
     def init(params):

@@ -67,7 +67,14 @@ def bins(task_class, bits: int) -> tuple[int, ...]:
     return tuple(b for b in AUTHORS_BINS if b < longest) + (longest,)
 
 
-def optimizer(name: str, lr, accumulate=1, plateau=False, adapt: float = 0.0, noise: bool = False):
+def optimizer(
+    name: str,
+    lr,
+    accumulate: int = 1,
+    plateau: bool = False,
+    adapt: float = 0.0,
+    noise: bool = False,
+):
     """``clipped``: the authors' AdaMax (:func:`difmachine.clipped_adamax`: a per-entry clip against
     the running maximum, their schedule of ``b2``, no bias correction); ``adamax``: optax's AdaMax
     after a global norm clip at 1 (this program's optimizer before 2026-12-01). ``plateau``: then
